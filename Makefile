@@ -1,0 +1,24 @@
+# `make test` works from nothing: it creates .venv, installs the package with the pinned test
+# dependencies (constraints.txt; torch==2.13.0 first so pip never pulls a CUDA build), then runs pytest.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: test install clean
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[all,test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,117 @@
+"""AlbertActConfig: the one configuration shared by the PyTorch and the Keras model."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+# Keys written by the original ALBERT code and kept in the published ALBERT-ACT configs. They describe
+# variants (layer groups, memory blocks, ...) that ALBERT-ACT does not have: accepted and ignored.
+LEGACY_ALBERT_KEYS = (
+    "net_structure_type",
+    "gap_size",
+    "num_memory_blocks",
+    "down_scale_factor",
+    "num_hidden_groups",
+    "inner_group_num",
+    "layers_to_keep",
+)
+
+SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu", "swish", "tanh", "gelu_pytorch_tanh")
+
+
+class AlbertActConfig(PretrainedConfig):
+    r"""Configuration of ALBERT-ACT, shared as-is by `AlbertActModel` and `TFAlbertActModel`.
+
+    The defaults are those of the published `asi/albert-act-base` checkpoint.
+
+    Args:
+        num_hidden_layers: the *iteration cap*: the most times the one shared layer is applied to a token.
+            (The name is kept from ALBERT because the published checkpoints use it; tiny/small/base use 6/12/24.)
+        act_epsilon: a token halts once its accumulated halting probability exceeds ``1 - act_epsilon``.
+        ponder_penalty: weight ``tau`` of the ponder cost added to task losses (0 disables it).
+        Other arguments are ALBERT's.
+    """
+
+    model_type = "albert_act"
+
+    vocab_size: int = 30000
+    embedding_size: int = 128
+    hidden_size: int = 768
+    num_hidden_layers: int = 24
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: int | float = 0.0
+    attention_probs_dropout_prob: int | float = 0.0
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    classifier_dropout_prob: int | float = 0.1
+    act_epsilon: float = 0.01
+    ponder_penalty: float = 0.0
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = 2
+    eos_token_id: int | None = 3
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, **kwargs):
+        for key in LEGACY_ALBERT_KEYS:
+            kwargs.pop(key, None)
+        # transformers 4.x configs may carry this; only absolute positions exist in ALBERT-ACT.
+        position_embedding_type = kwargs.pop("position_embedding_type", "absolute")
+        if position_embedding_type != "absolute":
+            raise ValueError(
+                f"position_embedding_type={position_embedding_type!r} is not supported: ALBERT-ACT uses 'absolute'"
+            )
+        super().__post_init__(**kwargs)
+        self.check()
+
+    def validate_architecture(self):
+        """Part of transformers' strict validation: called on `validate()`."""
+        super().validate_architecture()
+        self.check()
+
+    def check(self):
+        """Raise a `ValueError` naming the first nonsensical value."""
+
+        def positive_int(name):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+        for name in ("vocab_size", "embedding_size", "hidden_size", "num_attention_heads", "intermediate_size",
+                     "max_position_embeddings", "type_vocab_size"):
+            positive_int(name)
+        if isinstance(self.num_hidden_layers, bool) or not isinstance(self.num_hidden_layers, int) \
+                or self.num_hidden_layers < 1:
+            raise ValueError(
+                f"num_hidden_layers (the iteration cap) must be an integer >= 1, got {self.num_hidden_layers!r}"
+            )
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads})"
+            )
+        if not isinstance(self.act_epsilon, (int, float)) or not 0.0 < self.act_epsilon < 1.0:
+            raise ValueError(f"act_epsilon must lie strictly between 0 and 1, got {self.act_epsilon!r}")
+        if not isinstance(self.ponder_penalty, (int, float)) or self.ponder_penalty < 0:
+            raise ValueError(f"ponder_penalty must be >= 0, got {self.ponder_penalty!r}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout_prob"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
+        if not isinstance(self.layer_norm_eps, (int, float)) or self.layer_norm_eps <= 0:
+            raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+        if self.hidden_act not in SUPPORTED_ACTIVATIONS:
+            raise ValueError(f"hidden_act={self.hidden_act!r} is not supported; use one of {SUPPORTED_ACTIVATIONS}")
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"pad_token_id ({self.pad_token_id}) must lie in [0, vocab_size={self.vocab_size})")
+
+    @property
+    def halting_threshold(self) -> float:
+        """``1 - act_epsilon``: a token halts when its accumulated halting probability passes this."""
+        return 1.0 - self.act_epsilon
+
+
+__all__ = ["AlbertActConfig", "LEGACY_ALBERT_KEYS"]

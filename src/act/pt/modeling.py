@@ -1,0 +1,324 @@
+"""PyTorch ALBERT-ACT (transformers 5). Mirrors `act/tf/modeling.py`: same classes, order and attribute names.
+
+What is computed is specified in ACT_SEMANTICS.md: one shared ALBERT layer applied again and again, each
+token deciding with Adaptive Computation Time (Graves, 2016) when to stop being updated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from ..configuration import AlbertActConfig
+from .outputs import AlbertActEncoderOutput, AlbertActModelOutput
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """Plain softmax attention; used for `output_attentions=True` and as the fallback interface."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = nn.functional.softmax(weights, dim=-1)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
+
+
+class AlbertActEmbeddings(nn.Module):
+    """Word + position + token type embeddings of width `embedding_size`, LayerNorm, dropout."""
+
+    def __init__(self, config: AlbertActConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.embedding_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.embedding_size)
+        self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.register_buffer(
+            "position_ids", torch.arange(config.max_position_embeddings).expand((1, -1)), persistent=False
+        )
+        self.register_buffer(
+            "token_type_ids", torch.zeros((1, config.max_position_embeddings), dtype=torch.long), persistent=False
+        )
+
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None):
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        batch_size, seq_length = inputs_embeds.shape[:2]
+        if position_ids is None:
+            position_ids = self.position_ids[:, :seq_length]
+        if token_type_ids is None:
+            token_type_ids = self.token_type_ids[:, :seq_length].expand(batch_size, seq_length)
+        embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids) + self.position_embeddings(position_ids)
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class AlbertActAttention(nn.Module):
+    """Multi-head self-attention of the shared layer (query/key/value projections and output `dense`)."""
+
+    def __init__(self, config: AlbertActConfig):
+        super().__init__()
+        self.config = config
+        self.num_attention_heads = config.num_attention_heads
+        self.attention_head_size = config.hidden_size // config.num_attention_heads
+        self.scaling = self.attention_head_size**-0.5
+        self.is_causal = False
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.attention_dropout = nn.Dropout(config.attention_probs_dropout_prob)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, seq, hidden) -> (batch, heads, seq, head_size)."""
+        return x.view(*x.shape[:-1], self.num_attention_heads, self.attention_head_size).transpose(1, 2)
+
+    def forward(self, hidden_states, attention_mask=None, output_attentions=False):
+        """`attention_mask` is additive, (batch, 1, 1, seq): 0 where attended, a large negative value on padding."""
+        query = self.split_heads(self.query(hidden_states))
+        key = self.split_heads(self.key(hidden_states))
+        value = self.split_heads(self.value(hidden_states))
+        interface: Callable = eager_attention_forward
+        if not output_attentions and self.config._attn_implementation not in (None, "eager"):
+            interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        context, weights = interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            scaling=self.scaling,
+            dropout=self.attention_dropout.p if self.training else 0.0,
+        )
+        context = context.reshape(*hidden_states.shape[:-1], -1)
+        return self.dense(context), (weights if output_attentions else None)
+
+
+class AlbertActHaltingUnit(nn.Module):
+    """The ACT halting unit: p = sigmoid(dense(h)), one probability per token."""
+
+    def __init__(self, config: AlbertActConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, 1)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.dense(hidden_states)).squeeze(-1)
+
+
+class AlbertActLayer(nn.Module):
+    """The one shared post-LayerNorm transformer layer, with the halting unit `act`."""
+
+    def __init__(self, config: AlbertActConfig):
+        super().__init__()
+        self.attention = AlbertActAttention(config)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.ffn_output = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.full_layer_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.act = AlbertActHaltingUnit(config)
+        self.activation = ACT2FN[config.hidden_act]
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, attention_mask=None, output_attentions=False):
+        """Returns the layer output, the halting probabilities (batch, seq) and the attention map (or None)."""
+        attention_output, weights = self.attention(hidden_states, attention_mask, output_attentions)
+        attention_output = self.LayerNorm(hidden_states + self.dropout(attention_output))
+        ffn_output = self.ffn_output(self.activation(self.ffn(attention_output)))
+        output = self.full_layer_layer_norm(attention_output + self.dropout(ffn_output))
+        return output, self.act(output), weights
+
+
+class AlbertActEncoder(nn.Module):
+    """Projects the embeddings to `hidden_size`, then runs the ACT loop over the shared `albert_layer`."""
+
+    def __init__(self, config: AlbertActConfig):
+        super().__init__()
+        self.config = config
+        self.embedding_hidden_mapping_in = nn.Linear(config.embedding_size, config.hidden_size)
+        self.albert_layer = AlbertActLayer(config)
+
+    def forward(self, embeddings, attention_mask, output_hidden_states=False, output_attentions=False):
+        """`attention_mask`: (batch, seq), 1 for tokens, 0 for padding. Returns `AlbertActEncoderOutput`."""
+        hidden = self.embedding_hidden_mapping_in(embeddings)
+        mask = attention_mask.to(hidden.dtype)
+        additive_mask = ((1.0 - mask) * torch.finfo(hidden.dtype).min)[:, None, None, :]
+        cap = self.config.num_hidden_layers
+        threshold = 1.0 - self.config.act_epsilon
+
+        halting = 1.0 - mask  # padding starts halted and is never updated
+        remainders = hidden.new_zeros(mask.shape)
+        updates = hidden.new_zeros(mask.shape)
+        all_hidden = (hidden,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+
+        # Every token still below the threshold has run at every iteration so far, so its update count equals
+        # the iteration number: bounding the loop by the cap is the spec's `N < cap` condition.
+        for _ in range(cap):
+            if not bool((halting < threshold).any()):
+                break
+            output, probability, weights = self.albert_layer(hidden, additive_mask, output_attentions)
+            running = (halting < 1.0).to(hidden.dtype)
+            total = halting + probability * running
+            new_halted = (total > threshold).to(hidden.dtype) * running
+            running = (total <= threshold).to(hidden.dtype) * running
+            halting = halting + probability * running
+            remainders = remainders + new_halted * (1.0 - halting)
+            halting = halting + new_halted * remainders
+            updates = updates + running + new_halted
+            weight = (probability * running + new_halted * remainders).unsqueeze(-1)
+            hidden = output * weight + hidden * (1.0 - weight)
+            if output_hidden_states:
+                all_hidden = all_hidden + (hidden,)
+            if output_attentions:
+                all_attentions = all_attentions + (weights,)
+
+        return AlbertActEncoderOutput(
+            last_hidden_state=hidden,
+            updates=updates,
+            remainders=remainders,
+            hidden_states=all_hidden,
+            attentions=all_attentions,
+        )
+
+
+class AlbertActPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and loading glue shared by every ALBERT-ACT model."""
+
+    config_class = AlbertActConfig
+    config: AlbertActConfig
+    base_model_prefix = "albert"
+    main_input_name = "input_ids"
+    _supports_sdpa = True
+    _supports_attention_backend = True
+    # Published research checkpoints carry this buffer; it is rebuilt at init, so it is not a weight.
+    _keys_to_ignore_on_load_unexpected = [r"embeddings\.position_ids", r"embeddings\.token_type_ids"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, AlbertActEmbeddings):
+            module.position_ids.copy_(torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+            module.token_type_ids.zero_()
+
+    def check_inputs(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                     inputs_embeds=None):
+        """Validate the inputs at the edge: raise a `ValueError` that says what was wrong and what was expected."""
+        config = self.config
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds (got "
+                             f"{'both' if input_ids is not None else 'neither'})")
+        if input_ids is not None:
+            if input_ids.dim() != 2:
+                raise ValueError(f"input_ids must have shape (batch, seq_len), got {tuple(input_ids.shape)}")
+            if input_ids.is_floating_point():
+                raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
+            shape = tuple(input_ids.shape)
+            if input_ids.numel():
+                low, high = int(input_ids.min()), int(input_ids.max())
+                if low < 0 or high >= config.vocab_size:
+                    bad = low if low < 0 else high
+                    raise ValueError(f"token id {bad} in input_ids is out of range [0, vocab_size={config.vocab_size})")
+        else:
+            if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.embedding_size:
+                raise ValueError(
+                    f"inputs_embeds must have shape (batch, seq_len, embedding_size={config.embedding_size}), "
+                    f"got {tuple(inputs_embeds.shape)}"
+                )
+            shape = tuple(inputs_embeds.shape[:2])
+        if shape[1] > config.max_position_embeddings:
+            raise ValueError(
+                f"sequence length {shape[1]} is longer than max_position_embeddings={config.max_position_embeddings}"
+            )
+        if attention_mask is not None:
+            if tuple(attention_mask.shape) != shape:
+                raise ValueError(
+                    f"attention_mask has shape {tuple(attention_mask.shape)} but the inputs have shape {shape}"
+                )
+            if attention_mask.numel() and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+                raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
+        for name, tensor, limit in (("token_type_ids", token_type_ids, config.type_vocab_size),
+                                    ("position_ids", position_ids, config.max_position_embeddings)):
+            if tensor is None:
+                continue
+            if tensor.dim() != 2 or tensor.shape[1] != shape[1] or tensor.shape[0] not in (1, shape[0]):
+                raise ValueError(f"{name} has shape {tuple(tensor.shape)} but the inputs have shape {shape}")
+            if tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= limit):
+                raise ValueError(f"{name} must lie in [0, {limit}), got values in "
+                                 f"[{int(tensor.min())}, {int(tensor.max())}]")
+
+
+class AlbertActModel(AlbertActPreTrainedModel):
+    """The bare ALBERT-ACT encoder: embeddings, the ACT loop, the pooler."""
+
+    def __init__(self, config: AlbertActConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embeddings = AlbertActEmbeddings(config)
+        self.encoder = AlbertActEncoder(config)
+        if add_pooling_layer:
+            self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
+            self.pooler_activation = nn.Tanh()
+        else:
+            self.pooler = None
+            self.pooler_activation = None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> AlbertActModelOutput | tuple:
+        self.check_inputs(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+
+        embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        if attention_mask is None:
+            attention_mask = embeddings.new_ones(embeddings.shape[:2])
+        encoded = self.encoder(embeddings, attention_mask, output_hidden_states, output_attentions)
+        sequence_output = encoded.last_hidden_state
+        pooled = self.pooler_activation(self.pooler(sequence_output[:, 0])) if self.pooler is not None else None
+        mask = attention_mask.to(encoded.updates.dtype)
+        ponder_cost = ((encoded.updates + encoded.remainders) * mask).mean()
+
+        output = AlbertActModelOutput(
+            last_hidden_state=sequence_output,
+            pooler_output=pooled,
+            updates=encoded.updates,
+            remainders=encoded.remainders,
+            ponder_cost=ponder_cost,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "AlbertActEmbeddings",
+    "AlbertActAttention",
+    "AlbertActHaltingUnit",
+    "AlbertActLayer",
+    "AlbertActEncoder",
+    "AlbertActPreTrainedModel",
+    "AlbertActModel",
+]

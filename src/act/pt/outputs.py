@@ -1,0 +1,42 @@
+"""Output dataclasses of the PyTorch models (kept apart from modeling.py, whose classes mirror the Keras file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers.utils import ModelOutput
+
+
+@dataclass
+class AlbertActModelOutput(ModelOutput):
+    """Output of `AlbertActModel`.
+
+    Args:
+        last_hidden_state: (batch, seq_len, hidden) state of every token when it stopped being updated.
+        pooler_output: (batch, hidden) ``tanh(Linear(last_hidden_state[:, 0]))``.
+        updates: (batch, seq_len) float count of layer applications each token received (0 on padding).
+        remainders: (batch, seq_len) ACT remainder R of each token (0 on padding and on tokens that hit the cap).
+        ponder_cost: scalar, mean over all (batch, seq_len) positions of (updates + remainders) * mask.
+        hidden_states: state after the embedding projection, then after each iteration (when asked for).
+        attentions: attention maps of each iteration, (batch, heads, seq_len, seq_len) each (when asked for).
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+    updates: torch.Tensor | None = None
+    remainders: torch.Tensor | None = None
+    ponder_cost: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class AlbertActEncoderOutput(ModelOutput):
+    """What the ACT loop returns: the final states and the halting bookkeeping."""
+
+    last_hidden_state: torch.Tensor | None = None
+    updates: torch.Tensor | None = None
+    remainders: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
