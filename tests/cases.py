@@ -1,0 +1,51 @@
+"""Shared tiny test cases: configs, inputs and halting regimes used by every framework's tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+TINY = dict(vocab_size=120, embedding_size=16, hidden_size=32, num_attention_heads=4, intermediate_size=37,
+            num_hidden_layers=6, act_epsilon=0.01, max_position_embeddings=64, type_vocab_size=2)
+
+# Halting regimes, applied to the halting unit `act.dense` after random initialisation:
+# bias and a gain on the weight. "step1": p > 1 - eps at once; "cap": p tiny, every token hits the cap;
+# "mixed": tokens halt at different iterations.
+REGIMES = {"step1": (8.0, 0.0), "cap": (-8.0, 0.0), "mixed": (-0.5, 30.0), "default": (None, None)}
+
+
+def tiny_config_kwargs(**overrides):
+    kwargs = dict(TINY)
+    kwargs.update(overrides)
+    return kwargs
+
+
+def make_inputs(seed: int, batch: int = 3, length: int = 11, vocab_size: int = 120, padding: str = "ragged",
+                type_vocab_size: int = 2):
+    """input_ids, attention_mask, token_type_ids as int64 NumPy arrays. padding: none | ragged | allpad."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, vocab_size, size=(batch, length))
+    mask = np.ones((batch, length), dtype=np.int64)
+    if padding in ("ragged", "allpad"):
+        for row in range(1, batch):
+            keep = int(rng.integers(1, length))
+            mask[row, keep:] = 0
+    if padding == "allpad":
+        mask[-1] = 0
+    ids = ids * mask  # pad id 0 on padding
+    types = (rng.random((batch, length)) < 0.5).astype(np.int64) * mask
+    if type_vocab_size == 1:
+        types[:] = 0
+    return ids.astype(np.int64), mask, types
+
+
+def apply_regime(state: dict, regime: str, seed: int = 0, prefix: str = "") -> dict:
+    """Return a copy of a canonical NumPy state dict with the halting unit set for `regime`."""
+    bias, gain = REGIMES[regime]
+    state = {k: np.array(v, copy=True) for k, v in state.items()}
+    if bias is None:
+        return state
+    rng = np.random.default_rng(seed)
+    w = prefix + "encoder.albert_layer.act.dense.weight"
+    state[w] = (rng.standard_normal(state[w].shape) * gain / np.sqrt(state[w].shape[1])).astype(state[w].dtype)
+    state[prefix + "encoder.albert_layer.act.dense.bias"] = np.full_like(state[prefix + "encoder.albert_layer.act.dense.bias"], bias)
+    return state
