@@ -17,6 +17,12 @@ _LAZY = {
     "AlbertActPreTrainedModel": ".pt",
     "AlbertActModel": ".pt",
     "AlbertActModelOutput": ".pt",
+    "AlbertActForPreTraining": ".pt",
+    "AlbertActForMaskedLM": ".pt",
+    "AlbertActForSequenceClassification": ".pt",
+    "AlbertActForTokenClassification": ".pt",
+    "AlbertActForQuestionAnswering": ".pt",
+    "AlbertActForMultipleChoice": ".pt",
 }
 _TF_NAMES = ("TFAlbertActModel",)
 _LAZY.update({name: ".tf" for name in _TF_NAMES})

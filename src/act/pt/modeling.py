@@ -15,7 +15,13 @@ from transformers.activations import ACT2FN
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from ..configuration import AlbertActConfig
-from .outputs import AlbertActEncoderOutput, AlbertActModelOutput
+from .outputs import (
+    AlbertActEncoderOutput,
+    AlbertActForPreTrainingOutput,
+    AlbertActModelOutput,
+    AlbertActQuestionAnsweringOutput,
+    AlbertActTaskOutput,
+)
 
 
 def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
@@ -201,9 +207,26 @@ class AlbertActPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)
-        if isinstance(module, AlbertActEmbeddings):
+        if isinstance(module, AlbertActMLMHead):
+            module.bias.zero_()
+        elif isinstance(module, AlbertActEmbeddings):
             module.position_ids.copy_(torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
             module.token_type_ids.zero_()
+
+    def wants_dict(self, return_dict: bool | None) -> bool:
+        return self.config.return_dict if return_dict is None else return_dict
+
+    def add_ponder_cost(self, loss, outputs):
+        """Task loss + ponder_penalty * ponder_cost (ACT_SEMANTICS.md, "Ponder cost"), when both are there."""
+        if loss is None or not self.config.ponder_penalty:
+            return loss
+        return loss + self.config.ponder_penalty * outputs.ponder_cost
+
+    @staticmethod
+    def halting_fields(outputs) -> dict:
+        """The fields every task output carries over from the encoder output."""
+        return {name: getattr(outputs, name)
+                for name in ("updates", "remainders", "ponder_cost", "hidden_states", "attentions")}
 
     def check_inputs(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                      inputs_embeds=None):
@@ -290,7 +313,7 @@ class AlbertActModel(AlbertActPreTrainedModel):
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return_dict = self.wants_dict(return_dict)
 
         embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
         if attention_mask is None:
@@ -313,6 +336,255 @@ class AlbertActModel(AlbertActPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
+class AlbertActMLMHead(nn.Module):
+    """Masked-LM head: dense -> activation -> LayerNorm -> decoder (tied to the word embeddings) + bias."""
+
+    def __init__(self, config: AlbertActConfig):
+        super().__init__()
+        self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.dense = nn.Linear(config.hidden_size, config.embedding_size)
+        self.decoder = nn.Linear(config.embedding_size, config.vocab_size)
+        self.activation = ACT2FN[config.hidden_act]
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.LayerNorm(self.activation(self.dense(hidden_states)))
+        return self.decoder(hidden_states)
+
+
+class AlbertActSOPHead(nn.Module):
+    """Sentence-order prediction head on the pooled output (2 classes: in order, swapped)."""
+
+    def __init__(self, config: AlbertActConfig):
+        super().__init__()
+        self.dropout = nn.Dropout(config.classifier_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, 2)
+
+    def forward(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(pooled_output))
+
+
+TIED_MLM_WEIGHTS = {
+    "predictions.decoder.weight": "albert.embeddings.word_embeddings.weight",
+    "predictions.decoder.bias": "predictions.bias",
+}
+
+
+class AlbertActForPreTraining(AlbertActPreTrainedModel):
+    """ALBERT-ACT with the pre-training heads: masked LM + sentence-order prediction (+ ponder cost)."""
+
+    _tied_weights_keys = TIED_MLM_WEIGHTS
+
+    def __init__(self, config: AlbertActConfig):
+        super().__init__(config)
+        self.albert = AlbertActModel(config)
+        self.predictions = AlbertActMLMHead(config)
+        self.sop_classifier = AlbertActSOPHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.predictions.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.predictions.decoder = new_embeddings
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.albert.embeddings.word_embeddings
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, sentence_order_label=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, **kwargs):
+        """`labels`: (batch, seq) token ids, -100 where not masked. `sentence_order_label`: (batch,), 1 = swapped.
+
+        The loss is the sum of the given losses (MLM and/or SOP) plus `ponder_penalty * ponder_cost`.
+        """
+        outputs = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                              output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                              return_dict=True)
+        prediction_scores = self.predictions(outputs.last_hidden_state)
+        sop_scores = self.sop_classifier(outputs.pooler_output)
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(prediction_scores.reshape(-1, self.config.vocab_size), labels.reshape(-1))
+        if sentence_order_label is not None:
+            sop_loss = nn.functional.cross_entropy(sop_scores.reshape(-1, 2), sentence_order_label.reshape(-1))
+            loss = sop_loss if loss is None else loss + sop_loss
+        output = AlbertActForPreTrainingOutput(
+            loss=self.add_ponder_cost(loss, outputs),
+            prediction_logits=prediction_scores,
+            sop_logits=sop_scores,
+            **self.halting_fields(outputs),
+        )
+        return output if self.wants_dict(return_dict) else output.to_tuple()
+
+
+class AlbertActForMaskedLM(AlbertActPreTrainedModel):
+    """ALBERT-ACT with the masked-LM head (decoder tied to the word embeddings)."""
+
+    _tied_weights_keys = TIED_MLM_WEIGHTS
+
+    def __init__(self, config: AlbertActConfig):
+        super().__init__(config)
+        self.albert = AlbertActModel(config, add_pooling_layer=False)
+        self.predictions = AlbertActMLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.predictions.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.predictions.decoder = new_embeddings
+        self.predictions.bias = new_embeddings.bias
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.albert.embeddings.word_embeddings
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, **kwargs):
+        outputs = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                              output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                              return_dict=True)
+        logits = self.predictions(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits.reshape(-1, self.config.vocab_size), labels.reshape(-1))
+        output = AlbertActTaskOutput(loss=self.add_ponder_cost(loss, outputs), logits=logits,
+                                     **self.halting_fields(outputs))
+        return output if self.wants_dict(return_dict) else output.to_tuple()
+
+
+class AlbertActForSequenceClassification(AlbertActPreTrainedModel):
+    """Classification/regression on the pooled output (transformers' problem_type rules)."""
+
+    def __init__(self, config: AlbertActConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.albert = AlbertActModel(config)
+        self.dropout = nn.Dropout(config.classifier_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, **kwargs):
+        outputs = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                              output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                              return_dict=True)
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        loss = None
+        if labels is not None:
+            problem_type = self.config.problem_type
+            if problem_type is None:
+                if self.num_labels == 1:
+                    problem_type = "regression"
+                elif labels.dtype in (torch.long, torch.int):
+                    problem_type = "single_label_classification"
+                else:
+                    problem_type = "multi_label_classification"
+                self.config.problem_type = problem_type
+            if problem_type == "regression":
+                loss = nn.functional.mse_loss(logits.squeeze(-1) if self.num_labels == 1 else logits,
+                                              labels.reshape(-1).to(logits.dtype) if self.num_labels == 1
+                                              else labels.to(logits.dtype))
+            elif problem_type == "single_label_classification":
+                loss = nn.functional.cross_entropy(logits.reshape(-1, self.num_labels), labels.reshape(-1))
+            else:
+                loss = nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        output = AlbertActTaskOutput(loss=self.add_ponder_cost(loss, outputs), logits=logits,
+                                     **self.halting_fields(outputs))
+        return output if self.wants_dict(return_dict) else output.to_tuple()
+
+
+class AlbertActForTokenClassification(AlbertActPreTrainedModel):
+    """A label per token (e.g. NER), on the final token states."""
+
+    def __init__(self, config: AlbertActConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.albert = AlbertActModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(config.classifier_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, **kwargs):
+        outputs = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                              output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                              return_dict=True)
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits.reshape(-1, self.num_labels), labels.reshape(-1))
+        output = AlbertActTaskOutput(loss=self.add_ponder_cost(loss, outputs), logits=logits,
+                                     **self.halting_fields(outputs))
+        return output if self.wants_dict(return_dict) else output.to_tuple()
+
+
+class AlbertActForQuestionAnswering(AlbertActPreTrainedModel):
+    """Extractive QA: start/end logits per token (`qa_outputs`, num_labels = 2)."""
+
+    def __init__(self, config: AlbertActConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.albert = AlbertActModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None, **kwargs):
+        outputs = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                              output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                              return_dict=True)
+        logits = self.qa_outputs(outputs.last_hidden_state)
+        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            ignored = start_logits.size(1)  # positions outside the input are ignored, as in transformers
+            start_positions = start_positions.reshape(-1).clamp(0, ignored)
+            end_positions = end_positions.reshape(-1).clamp(0, ignored)
+            loss = (nn.functional.cross_entropy(start_logits, start_positions, ignore_index=ignored)
+                    + nn.functional.cross_entropy(end_logits, end_positions, ignore_index=ignored)) / 2
+        output = AlbertActQuestionAnsweringOutput(loss=self.add_ponder_cost(loss, outputs), start_logits=start_logits,
+                                                  end_logits=end_logits, **self.halting_fields(outputs))
+        return output if self.wants_dict(return_dict) else output.to_tuple()
+
+
+class AlbertActForMultipleChoice(AlbertActPreTrainedModel):
+    """Multiple choice: inputs (batch, num_choices, seq_len), one score per choice from the pooled output."""
+
+    def __init__(self, config: AlbertActConfig):
+        super().__init__(config)
+        self.albert = AlbertActModel(config)
+        self.dropout = nn.Dropout(config.classifier_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, **kwargs):
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if reference is None or reference.dim() < 3:
+            raise ValueError("multiple choice inputs must have shape (batch, num_choices, seq_len)")
+        batch, num_choices, length = reference.shape[:3]
+
+        def flat(t):
+            return None if t is None else t.reshape(batch * num_choices, *t.shape[2:])
+
+        outputs = self.albert(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
+                              flat(inputs_embeds), output_attentions=output_attentions,
+                              output_hidden_states=output_hidden_states, return_dict=True)
+        logits = self.classifier(self.dropout(outputs.pooler_output)).reshape(batch, num_choices)
+        loss = None if labels is None else nn.functional.cross_entropy(logits, labels.reshape(-1))
+        fields = self.halting_fields(outputs)
+        fields["updates"] = fields["updates"].reshape(batch, num_choices, length)
+        fields["remainders"] = fields["remainders"].reshape(batch, num_choices, length)
+        output = AlbertActTaskOutput(loss=self.add_ponder_cost(loss, outputs), logits=logits, **fields)
+        return output if self.wants_dict(return_dict) else output.to_tuple()
+
+
 __all__ = [
     "AlbertActEmbeddings",
     "AlbertActAttention",
@@ -321,4 +593,12 @@ __all__ = [
     "AlbertActEncoder",
     "AlbertActPreTrainedModel",
     "AlbertActModel",
+    "AlbertActMLMHead",
+    "AlbertActSOPHead",
+    "AlbertActForPreTraining",
+    "AlbertActForMaskedLM",
+    "AlbertActForSequenceClassification",
+    "AlbertActForTokenClassification",
+    "AlbertActForQuestionAnswering",
+    "AlbertActForMultipleChoice",
 ]

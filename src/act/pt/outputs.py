@@ -40,3 +40,51 @@ class AlbertActEncoderOutput(ModelOutput):
     remainders: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class AlbertActForPreTrainingOutput(ModelOutput):
+    """Output of `AlbertActForPreTraining`: MLM + sentence-order logits, and the halting bookkeeping.
+
+    `loss` = MLM loss + SOP loss (+ ponder_penalty * ponder_cost when the penalty is > 0).
+    """
+
+    loss: torch.Tensor | None = None
+    prediction_logits: torch.Tensor | None = None
+    sop_logits: torch.Tensor | None = None
+    updates: torch.Tensor | None = None
+    remainders: torch.Tensor | None = None
+    ponder_cost: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class AlbertActTaskOutput(ModelOutput):
+    """Output of the masked-LM, sequence/token classification and multiple-choice models.
+
+    `loss` = task loss (+ ponder_penalty * ponder_cost when the penalty is > 0). For multiple choice,
+    `updates` and `remainders` have shape (batch, num_choices, seq_len).
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    updates: torch.Tensor | None = None
+    remainders: torch.Tensor | None = None
+    ponder_cost: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class AlbertActQuestionAnsweringOutput(ModelOutput):
+    """Output of `AlbertActForQuestionAnswering`."""
+
+    loss: torch.Tensor | None = None
+    start_logits: torch.Tensor | None = None
+    end_logits: torch.Tensor | None = None
+    updates: torch.Tensor | None = None
+    remainders: torch.Tensor | None = None
+    ponder_cost: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None

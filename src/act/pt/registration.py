@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from transformers import AutoConfig, AutoModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForMultipleChoice,
+    AutoModelForPreTraining,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
 
 from ..configuration import AlbertActConfig
 from . import modeling
 
-# Auto class -> name of our class in act.pt.modeling (task heads are added here as they exist)
-AUTO_CLASSES = {AutoModel: "AlbertActModel"}
+# Auto class -> name of our class in act.pt.modeling
+AUTO_CLASSES = {
+    AutoModel: "AlbertActModel",
+    AutoModelForPreTraining: "AlbertActForPreTraining",
+    AutoModelForMaskedLM: "AlbertActForMaskedLM",
+    AutoModelForSequenceClassification: "AlbertActForSequenceClassification",
+    AutoModelForTokenClassification: "AlbertActForTokenClassification",
+    AutoModelForQuestionAnswering: "AlbertActForQuestionAnswering",
+    AutoModelForMultipleChoice: "AlbertActForMultipleChoice",
+}
 
 
 def register_auto_classes() -> None:
@@ -18,10 +35,7 @@ def register_auto_classes() -> None:
     except ValueError:
         pass  # already registered by an earlier import
     for auto_class, name in AUTO_CLASSES.items():
-        model_class = getattr(modeling, name, None)
-        if model_class is None:
-            continue
         try:
-            auto_class.register(AlbertActConfig, model_class)
+            auto_class.register(AlbertActConfig, getattr(modeling, name))
         except ValueError:
             pass
