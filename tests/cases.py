@@ -10,7 +10,7 @@ TINY = dict(vocab_size=120, embedding_size=16, hidden_size=32, num_attention_hea
 # Halting regimes, applied to the halting unit `act.dense` after random initialisation:
 # bias and a gain on the weight. "step1": p > 1 - eps at once; "cap": p tiny, every token hits the cap;
 # "mixed": tokens halt at different iterations.
-REGIMES = {"step1": (8.0, 0.0), "cap": (-8.0, 0.0), "mixed": (-0.5, 30.0), "default": (None, None)}
+REGIMES = {"step1": (8.0, 0.0), "cap": (-8.0, 0.0), "mixed": (-1.5, 2.0), "default": (None, None)}
 
 
 def tiny_config_kwargs(**overrides):
