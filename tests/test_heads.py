@@ -218,3 +218,15 @@ def test_trainer_fine_tune_reduces_the_loss(tmp_path):
     Trainer(model=model, args=args, train_dataset=dataset).train()
     after = mean_loss()
     assert after < before * 0.7, (before, after)
+
+
+def test_readme_heads_section_runs(tmp_path, monkeypatch):
+    from test_readme import python_blocks, section
+
+    monkeypatch.chdir(tmp_path)
+    blocks = python_blocks(section("heads"))
+    assert blocks
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "README.md#heads", "exec"), namespace)
+    assert namespace["out"].logits.shape == (4, 2) and namespace["out"].loss is not None
