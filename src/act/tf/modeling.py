@@ -1,0 +1,549 @@
+"""Keras 3 (TensorFlow backend) ALBERT-ACT. Mirrors `act/pt/modeling.py`: same classes, order and attribute names.
+
+What is computed is specified in ACT_SEMANTICS.md: one shared ALBERT layer applied again and again, each
+token deciding with Adaptive Computation Time (Graves, 2016) when to stop being updated.
+
+Sublayers are named (Keras ``name=``) like the PyTorch attributes, so a variable path below the model is the
+Keras name of a canonical parameter (`act.weights.canonical_to_keras`). Every projection applied to a rank-3
+tensor is an `EinsumDense` (`Dense` on rank-3 tensors has a gradient that fails under XLA); the ACT loop is a
+`tf.while_loop` bounded by the iteration cap, so the model compiles with ``jit_compile=True``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .. import weights as weights_lib
+from ..configuration import AlbertActConfig
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def gelu(x):
+    """Exact (erf) GELU, transformers' `gelu`. Spelled out: `tf.nn.gelu` loses ~1e-9 in float64."""
+    return 0.5 * x * (1.0 + tf.math.erf(x / tf.cast(np.sqrt(2.0), x.dtype)))
+
+
+def gelu_new(x):
+    """Tanh-approximated GELU, transformers' `gelu_new` (the original TF1 BERT/ALBERT `gelu`)."""
+    return 0.5 * x * (1.0 + tf.tanh(tf.cast(np.sqrt(2.0 / np.pi), x.dtype) * (x + 0.044715 * x * x * x)))
+
+
+ACT2FN = {
+    "gelu": gelu,
+    "gelu_new": gelu_new,
+    "gelu_pytorch_tanh": gelu_new,
+    "relu": tf.nn.relu,
+    "silu": tf.nn.silu,
+    "swish": tf.nn.silu,
+    "tanh": tf.tanh,
+}
+
+
+def get_activation(name: str):
+    """The TensorFlow function for a `hidden_act` name (the same functions as transformers' ACT2FN)."""
+    if name not in ACT2FN:
+        raise ValueError(f"hidden_act={name!r} is not supported; use one of {tuple(ACT2FN)}")
+    return ACT2FN[name]
+
+
+def halting_dtype(compute_dtype: str) -> str:
+    """The halting arithmetic runs in float32 (float64 for a float64 model), even under mixed precision."""
+    return "float64" if compute_dtype == "float64" else "float32"
+
+
+def additive_mask_value(dtype: str) -> float:
+    """A large finite negative number for masked attention logits (never -inf, so all-padding rows stay finite)."""
+    return max(float(np.finfo(dtype).min) / 2.0, -1e9)
+
+
+def initializer(config: AlbertActConfig):
+    return keras.initializers.RandomNormal(stddev=config.initializer_range)
+
+
+def projection(units: int, name: str, config: AlbertActConfig, dtype) -> keras.layers.EinsumDense:
+    """A Linear on (batch, seq, features) as an `EinsumDense`; its kernel is (in, out) like a Dense kernel."""
+    return keras.layers.EinsumDense(
+        "abc,cd->abd", output_shape=(None, units), bias_axes="d", kernel_initializer=initializer(config),
+        bias_initializer="zeros", name=name, dtype=dtype,
+    )
+
+
+class TFAlbertActEmbeddings(keras.layers.Layer):
+    """Word + position + token type embeddings of width `embedding_size`, LayerNorm, dropout."""
+
+    def __init__(self, config: AlbertActConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        dtype = self.dtype_policy
+        self.word_embeddings = keras.layers.Embedding(
+            config.vocab_size, config.embedding_size, embeddings_initializer=initializer(config),
+            name="word_embeddings", dtype=dtype)
+        self.position_embeddings = keras.layers.Embedding(
+            config.max_position_embeddings, config.embedding_size, embeddings_initializer=initializer(config),
+            name="position_embeddings", dtype=dtype)
+        self.token_type_embeddings = keras.layers.Embedding(
+            config.type_vocab_size, config.embedding_size, embeddings_initializer=initializer(config),
+            name="token_type_embeddings", dtype=dtype)
+        self.LayerNorm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="LayerNorm", dtype=dtype)
+        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, dtype=dtype)
+
+    def build(self, input_shape=None):
+        self.word_embeddings.build((None, None))
+        self.position_embeddings.build((None, None))
+        self.token_type_embeddings.build((None, None))
+        self.LayerNorm.build((None, None, self.config.embedding_size))
+
+    def call(self, input_ids, token_type_ids=None, position_ids=None, training=None):
+        inputs_embeds = self.word_embeddings(input_ids)
+        seq_length = tf.shape(input_ids)[1]
+        if position_ids is None:
+            position_ids = tf.range(seq_length)[None, :]
+        if token_type_ids is None:
+            token_type_ids = tf.zeros_like(input_ids)
+        embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids) + self.position_embeddings(position_ids)
+        return self.dropout(self.LayerNorm(embeddings), training=training)
+
+
+class TFAlbertActAttention(keras.layers.Layer):
+    """Multi-head self-attention of the shared layer (query/key/value projections and output `dense`)."""
+
+    def __init__(self, config: AlbertActConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.num_attention_heads = config.num_attention_heads
+        self.attention_head_size = config.hidden_size // config.num_attention_heads
+        self.scaling = self.attention_head_size**-0.5
+        dtype = self.dtype_policy
+        self.query = projection(config.hidden_size, "query", config, dtype)
+        self.key = projection(config.hidden_size, "key", config, dtype)
+        self.value = projection(config.hidden_size, "value", config, dtype)
+        self.dense = projection(config.hidden_size, "dense", config, dtype)
+        self.attention_dropout = keras.layers.Dropout(config.attention_probs_dropout_prob, dtype=dtype)
+
+    def build(self, input_shape=None):
+        shape = (None, None, self.config.hidden_size)
+        for sublayer in (self.query, self.key, self.value, self.dense):
+            sublayer.build(shape)
+
+    def split_heads(self, x):
+        """(batch, seq, hidden) -> (batch, heads, seq, head_size)."""
+        shape = tf.shape(x)
+        x = tf.reshape(x, (shape[0], shape[1], self.num_attention_heads, self.attention_head_size))
+        return tf.transpose(x, (0, 2, 1, 3))
+
+    def call(self, hidden_states, attention_mask=None, output_attentions=False, training=None):
+        """`attention_mask` is additive, (batch, 1, 1, seq): 0 where attended, a large negative value on padding."""
+        query = self.split_heads(self.query(hidden_states))
+        key = self.split_heads(self.key(hidden_states))
+        value = self.split_heads(self.value(hidden_states))
+        scores = tf.einsum("bhqd,bhkd->bhqk", query, key) * tf.cast(self.scaling, query.dtype)
+        if attention_mask is not None:
+            scores = scores + tf.cast(attention_mask, scores.dtype)
+        weights = tf.nn.softmax(scores, axis=-1)
+        dropped = self.attention_dropout(weights, training=training)
+        context = tf.transpose(tf.einsum("bhqk,bhkd->bhqd", dropped, value), (0, 2, 1, 3))
+        shape = tf.shape(hidden_states)
+        context = tf.reshape(context, (shape[0], shape[1], self.config.hidden_size))
+        return self.dense(context), (weights if output_attentions else None)
+
+
+class TFAlbertActHaltingUnit(keras.layers.Layer):
+    """The ACT halting unit: p = sigmoid(dense(h)), one probability per token."""
+
+    def __init__(self, config: AlbertActConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.dense = projection(1, "dense", config, self.dtype_policy)
+
+    def build(self, input_shape=None):
+        self.dense.build((None, None, self.config.hidden_size))
+
+    def call(self, hidden_states):
+        return tf.squeeze(tf.sigmoid(self.dense(hidden_states)), -1)
+
+
+class TFAlbertActLayer(keras.layers.Layer):
+    """The one shared post-LayerNorm transformer layer, with the halting unit `act`."""
+
+    def __init__(self, config: AlbertActConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        dtype = self.dtype_policy
+        self.attention = TFAlbertActAttention(config, name="attention", dtype=dtype)
+        self.LayerNorm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="LayerNorm", dtype=dtype)
+        self.ffn = projection(config.intermediate_size, "ffn", config, dtype)
+        self.ffn_output = projection(config.hidden_size, "ffn_output", config, dtype)
+        self.full_layer_layer_norm = keras.layers.LayerNormalization(
+            epsilon=config.layer_norm_eps, name="full_layer_layer_norm", dtype=dtype)
+        self.act = TFAlbertActHaltingUnit(config, name="act", dtype=dtype)
+        self.activation = get_activation(config.hidden_act)
+        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, dtype=dtype)
+
+    def build(self, input_shape=None):
+        hidden = (None, None, self.config.hidden_size)
+        self.attention.build(hidden)
+        self.LayerNorm.build(hidden)
+        self.ffn.build(hidden)
+        self.ffn_output.build((None, None, self.config.intermediate_size))
+        self.full_layer_layer_norm.build(hidden)
+        self.act.build(hidden)
+
+    def call(self, hidden_states, attention_mask=None, output_attentions=False, training=None):
+        """Returns the layer output, the halting probabilities (batch, seq) and the attention map (or None)."""
+        attention_output, weights = self.attention(
+            hidden_states, attention_mask, output_attentions=output_attentions, training=training)
+        attention_output = self.LayerNorm(hidden_states + self.dropout(attention_output, training=training))
+        ffn_output = self.ffn_output(self.activation(self.ffn(attention_output)))
+        output = self.full_layer_layer_norm(attention_output + self.dropout(ffn_output, training=training))
+        return output, self.act(output), weights
+
+
+class TFAlbertActEncoder(keras.layers.Layer):
+    """Projects the embeddings to `hidden_size`, then runs the ACT loop over the shared `albert_layer`."""
+
+    def __init__(self, config: AlbertActConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        dtype = self.dtype_policy
+        self.embedding_hidden_mapping_in = projection(config.hidden_size, "embedding_hidden_mapping_in", config, dtype)
+        self.albert_layer = TFAlbertActLayer(config, name="albert_layer", dtype=dtype)
+
+    def build(self, input_shape=None):
+        self.embedding_hidden_mapping_in.build((None, None, self.config.embedding_size))
+        self.albert_layer.build((None, None, self.config.hidden_size))
+
+    def call(self, embeddings, attention_mask, output_hidden_states=False, output_attentions=False, training=None):
+        """`attention_mask`: (batch, seq), 1 for tokens, 0 for padding. Returns a dict (see `TFAlbertActModel`)."""
+        hidden = self.embedding_hidden_mapping_in(embeddings)
+        state_dtype = halting_dtype(hidden.dtype.name)
+        mask = tf.cast(attention_mask, state_dtype)
+        additive_mask = ((1.0 - tf.cast(attention_mask, hidden.dtype))
+                         * additive_mask_value(hidden.dtype.name))[:, None, None, :]
+        cap = int(self.config.num_hidden_layers)
+        threshold = 1.0 - self.config.act_epsilon
+
+        halting = 1.0 - mask  # padding starts halted and is never updated
+        remainders = tf.zeros_like(mask)
+        updates = tf.zeros_like(mask)
+        # Histories: slot 0 is the projected embedding, slot i the state after iteration i. A fixed size keeps
+        # the loop XLA-compilable; slots after the last iteration are filled after the loop (see `_history`).
+        all_hidden = tf.TensorArray(hidden.dtype, size=cap + 1).write(0, hidden) if output_hidden_states else None
+        all_attentions = tf.TensorArray(hidden.dtype, size=cap) if output_attentions else None
+
+        # Every token still below the threshold has run at every iteration so far, so its update count equals
+        # the iteration number: bounding the loop by the cap is the spec's `N < cap` condition.
+        def condition(step, hidden, halting, remainders, updates, all_hidden, all_attentions):
+            return tf.reduce_any(halting < threshold)
+
+        def body(step, hidden, halting, remainders, updates, all_hidden, all_attentions):
+            output, probability, weights = self.albert_layer(
+                hidden, additive_mask, output_attentions=output_attentions, training=training)
+            probability = tf.cast(probability, state_dtype)
+            running = tf.cast(halting < 1.0, state_dtype)
+            total = halting + probability * running
+            new_halted = tf.cast(total > threshold, state_dtype) * running
+            running = tf.cast(total <= threshold, state_dtype) * running
+            halting = halting + probability * running
+            remainders = remainders + new_halted * (1.0 - halting)
+            halting = halting + new_halted * remainders
+            updates = updates + running + new_halted
+            weight = tf.cast(probability * running + new_halted * remainders, hidden.dtype)[..., None]
+            hidden = output * weight + hidden * (1.0 - weight)
+            if output_hidden_states:
+                all_hidden = all_hidden.write(step + 1, hidden)
+            if output_attentions:
+                all_attentions = all_attentions.write(step, weights)
+            return step + 1, hidden, halting, remainders, updates, all_hidden, all_attentions
+
+        # A TensorArray cannot be None in tf.while_loop's state: an unused history is a dummy scalar.
+        unused = tf.constant(0)
+        steps, hidden, halting, remainders, updates, all_hidden, all_attentions = tf.while_loop(
+            condition, body,
+            (tf.constant(0), hidden, halting, remainders, updates,
+             unused if all_hidden is None else all_hidden, unused if all_attentions is None else all_attentions),
+            maximum_iterations=cap)
+
+        return {
+            "last_hidden_state": hidden,
+            "updates": updates,
+            "remainders": remainders,
+            "hidden_states": self._history(all_hidden, steps, cap + 1, 1, hidden) if output_hidden_states else None,
+            "attentions": self._history(all_attentions, steps, cap, 0, None) if output_attentions else None,
+        }
+
+    @staticmethod
+    def _history(array, steps, size, offset, fill):
+        """A TensorArray history as a tuple: eagerly exactly the written slots (like PyTorch), in a graph all
+        `size` slots, the unwritten ones holding `fill` (the final state: halted tokens no longer change) or
+        zeros (attention maps of iterations that did not run)."""
+        if tf.executing_eagerly():
+            return tuple(array.read(i) for i in range(int(steps) + offset))
+        stacked = array.stack()  # unwritten slots read as zeros
+        if fill is not None:
+            written = tf.range(size) < steps + offset
+            stacked = tf.where(tf.reshape(written, (-1, 1, 1, 1)), stacked, fill[None])
+        return tuple(tf.unstack(stacked, num=size))
+
+
+class TFAlbertActPreTrainedModel(keras.Model):
+    """Config (de)serialisation, checkpoint loading/saving in the canonical format, and input validation."""
+
+    def __init__(self, config: AlbertActConfig | dict, **kwargs):
+        if isinstance(config, dict):
+            config = AlbertActConfig.from_dict(config)
+        super().__init__(**kwargs)
+        self.config = config
+
+    # -- Keras serialisation ----------------------------------------------------------------------------------
+
+    def get_config(self):
+        base = super().get_config()
+        base.update({"config": self.config.to_dict()})
+        return base
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["config"] = AlbertActConfig.from_dict(config["config"])
+        return cls(**config)
+
+    def get_build_config(self):
+        return {"built": True}
+
+    def build_from_config(self, config):
+        self.build()
+
+    # -- canonical weights --------------------------------------------------------------------------------------
+
+    def _relative_path(self, variable) -> str:
+        """A variable's path below this model: Keras 3 prefixes the model's own name (its build scope)."""
+        prefix = self.path + "/"
+        if not variable.path.startswith(prefix):
+            raise RuntimeError(f"variable {variable.path!r} was not created below the model scope {self.path!r}")
+        return variable.path[len(prefix):]
+
+    def canonical_variables(self) -> dict:
+        """canonical name -> (Keras variable, transpose?), through `act.weights.keras_to_canonical`."""
+        if not self.built:
+            self.build()
+        table = {}
+        for variable in self.weights:
+            name, transpose = weights_lib.keras_to_canonical(self._relative_path(variable))
+            if name in table:
+                raise RuntimeError(f"two Keras variables map to the canonical name {name!r}")
+            table[name] = (variable, transpose)
+        return table
+
+    def canonical_state_dict(self) -> dict:
+        """The weights as canonical (PyTorch) names and layouts, NumPy arrays."""
+        state = {}
+        for name, (variable, transpose) in self.canonical_variables().items():
+            value = keras.ops.convert_to_numpy(variable)
+            state[name] = np.ascontiguousarray(value.T if transpose else value)
+        return state
+
+    def expected_shapes(self) -> dict:
+        return {name: tuple(reversed(variable.shape)) if transpose else tuple(variable.shape)
+                for name, (variable, transpose) in self.canonical_variables().items()}
+
+    def load_canonical_state_dict(self, state: dict, source: str = "state dict") -> None:
+        """Check a canonical state dict against the model (names, shapes) and assign it."""
+        state = self._select_prefix(state)
+        weights_lib.check_state_dict(state, self.expected_shapes(), source)
+        for name, (variable, transpose) in self.canonical_variables().items():
+            value = np.asarray(state[name])
+            variable.assign(np.asarray(value.T if transpose else value, dtype=variable.dtype))
+
+    def _select_prefix(self, state: dict) -> dict:
+        """The bare model loads a task model's checkpoint: take the encoder under `albert.`, drop the head."""
+        prefix = weights_lib.BASE_PREFIX + "."
+        expected = self.canonical_variables()
+        if not any(name in state for name in expected) and any(name.startswith(prefix) for name in state):
+            return {name[len(prefix):]: value for name, value in state.items() if name.startswith(prefix)}
+        return state
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **kwargs):
+        """Load `config.json` and the weights (model.safetensors, pytorch_model.bin or tf_model.h5) of a directory."""
+        config = AlbertActConfig.from_dict(weights_lib.read_config(directory))
+        model = cls(config, **kwargs)
+        model.build()
+        path = weights_lib.find_weights(directory)
+        model.load_canonical_state_dict(weights_lib.read_weights(path), source=str(path))
+        return model
+
+    def save_pretrained(self, directory: str | os.PathLike):
+        """Write the canonical format (`config.json` + `model.safetensors`, PyTorch names): PyTorch loads it as is."""
+        config = self.config.to_dict()
+        config["architectures"] = [type(self).__name__[2:]]  # the PyTorch class of the same name
+        return weights_lib.write_canonical(directory, config, self.canonical_state_dict())
+
+    # -- serving ------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def serving_input_signature(names=INPUT_NAMES):
+        """The export signature: one dict of int32 (batch, seq_len) tensors, both dimensions dynamic."""
+        return [{name: tf.TensorSpec((None, None), tf.int32, name=name) for name in names}]
+
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
+        """`keras.Model.export`; by default the signature is `serving_input_signature()` (any batch and length)."""
+        if input_signature is None:
+            if not self.built:
+                self.build()
+            input_signature = self.serving_input_signature()
+        return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
+
+    # -- inputs -------------------------------------------------------------------------------------------------
+
+    def check_inputs(self, input_ids, attention_mask=None, token_type_ids=None):
+        """Validate the inputs at the edge: raise a `ValueError` that says what was wrong and what was expected.
+
+        Static shapes are always checked; values only when they are known (eager tensors or NumPy arrays).
+        """
+        config = self.config
+
+        def concrete(x):
+            if x is None or isinstance(x, np.ndarray):
+                return x
+            if isinstance(x, tf.Tensor) and hasattr(x, "numpy") and tf.executing_eagerly():
+                try:
+                    return x.numpy()
+                except (AttributeError, TypeError, ValueError, NotImplementedError):
+                    return None
+            return None
+
+        shape = tuple(input_ids.shape)
+        if len(shape) != 2:
+            raise ValueError(f"input_ids must have shape (batch, seq_len), got {shape}")
+        if not (input_ids.dtype.is_integer if isinstance(input_ids.dtype, tf.DType)
+                else np.issubdtype(input_ids.dtype, np.integer)):
+            raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
+        if shape[1] is not None and shape[1] > config.max_position_embeddings:
+            raise ValueError(
+                f"sequence length {shape[1]} is longer than max_position_embeddings={config.max_position_embeddings}"
+            )
+        for name, tensor in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
+            if tensor is None:
+                continue
+            other = tuple(tensor.shape)
+            if len(other) != 2 or any(a is not None and b is not None and a != b for a, b in zip(shape, other)):
+                raise ValueError(f"{name} has shape {other} but input_ids has shape {shape}")
+
+        ids = concrete(input_ids)
+        if ids is not None and ids.size:
+            low, high = int(ids.min()), int(ids.max())
+            if low < 0 or high >= config.vocab_size:
+                bad = low if low < 0 else high
+                raise ValueError(f"token id {bad} in input_ids is out of range [0, vocab_size={config.vocab_size})")
+        mask = concrete(attention_mask)
+        if mask is not None and mask.size and not np.isin(mask, (0, 1)).all():
+            raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
+        types = concrete(token_type_ids)
+        if types is not None and types.size and (types.min() < 0 or types.max() >= config.type_vocab_size):
+            raise ValueError(f"token_type_ids must lie in [0, {config.type_vocab_size}), got values in "
+                             f"[{int(types.min())}, {int(types.max())}]")
+
+    @staticmethod
+    def unpack_inputs(inputs, attention_mask=None, token_type_ids=None):
+        """`inputs` is a dict {"input_ids", "attention_mask", "token_type_ids"} (the last two optional), or the ids."""
+        if isinstance(inputs, dict):
+            unknown = set(inputs) - set(INPUT_NAMES)
+            if unknown:
+                raise ValueError(f"unknown inputs {sorted(unknown)}; expected keys among {INPUT_NAMES}")
+            if "input_ids" not in inputs:
+                raise ValueError("inputs must contain 'input_ids'")
+            return inputs["input_ids"], inputs.get("attention_mask", attention_mask), \
+                inputs.get("token_type_ids", token_type_ids)
+        return inputs, attention_mask, token_type_ids
+
+
+@keras.saving.register_keras_serializable(package="act")
+class TFAlbertActModel(TFAlbertActPreTrainedModel):
+    """The bare ALBERT-ACT encoder: embeddings, the ACT loop, the pooler.
+
+    Call it on a dict ``{"input_ids", "attention_mask", "token_type_ids"}`` (int32, (batch, seq_len); the mask and
+    the types are optional). Returns a dict with ``last_hidden_state`` (batch, seq_len, hidden), ``pooler_output``
+    (batch, hidden; absent without a pooler), ``updates`` and ``remainders`` (batch, seq_len), ``ponder_cost``
+    (scalar), and ``hidden_states`` / ``attentions`` tuples when asked for.
+    """
+
+    def __init__(self, config: AlbertActConfig | dict, add_pooling_layer: bool = True, name="tf_albert_act_model",
+                 **kwargs):
+        super().__init__(config, name=name, **kwargs)
+        config = self.config
+        self.add_pooling_layer = bool(add_pooling_layer)
+        dtype = self.dtype_policy
+        self.embeddings = TFAlbertActEmbeddings(config, name="embeddings", dtype=dtype)
+        self.encoder = TFAlbertActEncoder(config, name="encoder", dtype=dtype)
+        if self.add_pooling_layer:
+            self.pooler = keras.layers.Dense(config.hidden_size, kernel_initializer=initializer(config),
+                                             name="pooler", dtype=dtype)
+            self.pooler_activation = keras.layers.Activation("tanh", name="pooler_activation", dtype=dtype)
+        else:
+            self.pooler = None
+            self.pooler_activation = None
+
+    def build(self, input_shape=None):
+        self.embeddings.build((None, None))
+        self.encoder.build((None, None, self.config.embedding_size))
+        if self.pooler is not None:
+            self.pooler.build((None, self.config.hidden_size))
+        self.built = True
+
+    def get_config(self):
+        config = super().get_config()
+        config["add_pooling_layer"] = self.add_pooling_layer
+        return config
+
+    def get_input_embeddings(self) -> keras.layers.Embedding:
+        return self.embeddings.word_embeddings
+
+    def call(self, inputs, attention_mask=None, token_type_ids=None, training=None, output_attentions=None,
+             output_hidden_states=None):
+        input_ids, attention_mask, token_type_ids = self.unpack_inputs(inputs, attention_mask, token_type_ids)
+        self.check_inputs(input_ids, attention_mask, token_type_ids)
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        input_ids = tf.cast(input_ids, "int32")
+        if token_type_ids is not None:
+            token_type_ids = tf.cast(token_type_ids, "int32")
+        if attention_mask is None:
+            attention_mask = tf.ones_like(input_ids)
+
+        embeddings = self.embeddings(input_ids, token_type_ids, training=training)
+        encoded = self.encoder(embeddings, attention_mask, output_hidden_states=bool(output_hidden_states),
+                               output_attentions=bool(output_attentions), training=training)
+        sequence_output = encoded["last_hidden_state"]
+        updates, remainders = encoded["updates"], encoded["remainders"]
+        mask = tf.cast(attention_mask, updates.dtype)
+        output = {
+            "last_hidden_state": sequence_output,
+            "updates": updates,
+            "remainders": remainders,
+            "ponder_cost": tf.reduce_mean((updates + remainders) * mask),
+        }
+        if self.pooler is not None:
+            output["pooler_output"] = self.pooler_activation(self.pooler(sequence_output[:, 0]))
+        if output_hidden_states:
+            output["hidden_states"] = encoded["hidden_states"]
+        if output_attentions:
+            output["attentions"] = encoded["attentions"]
+        return output
+
+
+__all__ = [
+    "TFAlbertActEmbeddings",
+    "TFAlbertActAttention",
+    "TFAlbertActHaltingUnit",
+    "TFAlbertActLayer",
+    "TFAlbertActEncoder",
+    "TFAlbertActPreTrainedModel",
+    "TFAlbertActModel",
+]
