@@ -298,3 +298,33 @@ def test_cli_convert(tmp_path, bin_dir, bare, capsys):
     assert main(["convert", str(bin_dir), str(dest)]) == 1
     assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert main(["convert", str(bin_dir), str(dest), "--overwrite", "--to", "pytorch"]) == 0
+
+
+def test_conversion_scripts_wrap_act_convert(tmp_path, bin_dir, bare, capsys):
+    spec = importlib.util.spec_from_file_location("conversion_common",
+                                                  Path(__file__).resolve().parents[1] / "conversion" / "_common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    assert common.main("test", "pytorch_bin", [str(bin_dir), str(tmp_path / "out")]) == 0
+    assert_reproduces(bare, tmp_path / "out")
+    assert common.main("test", "tf1", [str(bin_dir), str(tmp_path / "other")]) == 1
+    assert "this script converts a tf1 source, but this is a pytorch_bin source" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+    scripts = sorted(p.name for p in (Path(__file__).resolve().parents[1] / "conversion").glob("convert_*.py"))
+    assert scripts == ["convert_keras.py", "convert_legacy_h5.py", "convert_pytorch_bin.py",
+                       "convert_tf1_checkpoint.py"]
+
+
+def test_readme_convert_section_runs_as_written(tmp_path, monkeypatch):
+    from test_readme import python_blocks, section
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    text = section("convert")
+    assert "(conversion/README.md)" in text
+    blocks = python_blocks(text)
+    assert blocks
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["report"].ok
+    assert torch.equal(namespace["same"].encoder.albert_layer.ffn.weight, namespace["model"].encoder.albert_layer.ffn.weight)

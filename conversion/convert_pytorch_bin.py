@@ -1,0 +1,16 @@
+#!/usr/bin/env python
+"""Convert a research pytorch_model.bin (directory with config.json) to the canonical format or a .keras file.
+
+A thin wrapper over `act convert` (act.convert); see conversion/README.md. Usage:
+    python conversion/convert_pytorch_bin.py SOURCE DEST [--to canonical|pytorch|keras] [--verify] [--config JSON] [--overwrite]
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(__doc__.splitlines()[0], "pytorch_bin"))
