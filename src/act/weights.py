@@ -8,7 +8,12 @@ Linear weight is (out, in)). Every other naming is derived here from a canonical
   Embedding weight -> `embeddings`, LayerNorm weight/bias -> `gamma`/`beta`.
 - legacy `tf_model.h5` of transformers 4 (section 3): `<outer>/albert/...:0` names, same leaf rules, except
   that the research port's `word_embeddings` kept the leaf `weight`.
-- original TF1 pre-training checkpoints (section 4): an explicit table.
+- original TF1 pre-training checkpoints (section 4): an explicit table (`TF1_MODULES`, `TF1_TENSORS`), with the
+  variables that are not weights (global step, optimizer slots) skipped and reported.
+
+Readers return canonical names and layouts as NumPy arrays and raise `CheckpointError` (a `ValueError`) naming
+the file and every unknown, missing or mis-shaped tensor. `TIED` lists the tied copies a checkpoint may omit;
+`infer_architecture` picks the model class from the head tensors. `act.convert` builds on these.
 
 Nothing else in the package spells a parameter name: models and converters map through these functions.
 """
