@@ -84,11 +84,8 @@ class AlbertActAttention(nn.Module):
         """(batch, seq, hidden) -> (batch, heads, seq, head_size)."""
         return x.view(*x.shape[:-1], self.num_attention_heads, self.attention_head_size).transpose(1, 2)
 
-    def forward(self, hidden_states, attention_mask=None, output_attentions=False):
-        """`attention_mask` is additive, (batch, 1, 1, seq): 0 where attended, a large negative value on padding."""
-        query = self.split_heads(self.query(hidden_states))
-        key = self.split_heads(self.key(hidden_states))
-        value = self.split_heads(self.value(hidden_states))
+    def attend(self, query, key, value, attention_mask, output_attentions=False):
+        """Scaled dot-product attention on split heads; returns (context (batch, q_len, hidden), weights or None)."""
         interface: Callable = eager_attention_forward
         if not output_attentions and self.config._attn_implementation not in (None, "eager"):
             interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
@@ -101,8 +98,43 @@ class AlbertActAttention(nn.Module):
             scaling=self.scaling,
             dropout=self.attention_dropout.p if self.training else 0.0,
         )
-        context = context.reshape(*hidden_states.shape[:-1], -1)
-        return self.dense(context), (weights if output_attentions else None)
+        return context.reshape(*context.shape[:2], -1), (weights if output_attentions else None)
+
+    def forward(self, hidden_states, attention_mask=None, output_attentions=False):
+        """`attention_mask` is additive, (batch, 1, 1, seq): 0 where attended, a large negative value on padding."""
+        query = self.split_heads(self.query(hidden_states))
+        key = self.split_heads(self.key(hidden_states))
+        value = self.split_heads(self.value(hidden_states))
+        context, weights = self.attend(query, key, value, attention_mask, output_attentions)
+        return self.dense(context), weights
+
+    def fused_query_key_value(self):
+        """The query, key and value projections as one (3 * hidden, hidden) weight and bias (fast path)."""
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+        return weight, torch.cat([self.query.bias, self.key.bias, self.value.bias])
+
+    def forward_running(self, query, keys, values, attention_mask, packing):
+        """Attention output of the running tokens only (the fast inference path of `AlbertActEncoder`).
+
+        `query`: (n, hidden), the projected queries of the n running tokens of the batch, in row-major order.
+        `keys`, `values`: (batch, seq, hidden), the projected keys/values of EVERY token (cached by the encoder:
+        those of a halted token never change). `packing` (from `AlbertActEncoder.pack_running`) says in which
+        row and query slot each running token goes. Returns (n, hidden), the input of the residual + LayerNorm.
+        """
+        rows, slots, active, query_length, uniform = packing
+        width = query.shape[-1]
+        if uniform:  # every active row has the same number of running tokens: packing is a reshape
+            packed = query.reshape(active.shape[0], query_length, width)
+        else:  # queries of each row packed to the left, padded to the longest row; padded slots are discarded
+            packed = query.new_zeros(active.shape[0], query_length, width)
+            packed[rows, slots] = query
+        if active.shape[0] != keys.shape[0]:  # rows without a running token need no attention at all
+            keys, values = keys.index_select(0, active), values.index_select(0, active)
+            attention_mask = attention_mask.index_select(0, active)
+        context, _ = self.attend(self.split_heads(packed), self.split_heads(keys), self.split_heads(values),
+                                 attention_mask)
+        context = context.reshape(-1, width) if uniform else context[rows, slots]
+        return self.dense(context)
 
 
 class AlbertActHaltingUnit(nn.Module):
@@ -130,17 +162,41 @@ class AlbertActLayer(nn.Module):
         self.activation = ACT2FN[config.hidden_act]
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden_states, attention_mask=None, output_attentions=False):
-        """Returns the layer output, the halting probabilities (batch, seq) and the attention map (or None)."""
-        attention_output, weights = self.attention(hidden_states, attention_mask, output_attentions)
+    def feed_forward(self, hidden_states, attention_output):
+        """Residual + LayerNorm, FFN, residual + LayerNorm, halting unit: (output, halting probability)."""
         attention_output = self.LayerNorm(hidden_states + self.dropout(attention_output))
         ffn_output = self.ffn_output(self.activation(self.ffn(attention_output)))
         output = self.full_layer_layer_norm(attention_output + self.dropout(ffn_output))
-        return output, self.act(output), weights
+        return output, self.act(output)
+
+    def forward(self, hidden_states, attention_mask=None, output_attentions=False):
+        """Returns the layer output, the halting probabilities (batch, seq) and the attention map (or None)."""
+        attention_output, weights = self.attention(hidden_states, attention_mask, output_attentions)
+        output, probability = self.feed_forward(hidden_states, attention_output)
+        return output, probability, weights
+
+    def forward_running(self, hidden_states, query, keys, values, attention_mask, packing):
+        """The layer on the running tokens only: `hidden_states` (n, hidden) and their projected `query`, attending
+        to every token through the cached `keys`/`values`: returns (output (n, hidden), halting probability (n,))."""
+        attention_output = self.attention.forward_running(query, keys, values, attention_mask, packing)
+        return self.feed_forward(hidden_states, attention_output)
 
 
 class AlbertActEncoder(nn.Module):
-    """Projects the embeddings to `hidden_size`, then runs the ACT loop over the shared `albert_layer`."""
+    """Projects the embeddings to `hidden_size`, then runs the ACT loop over the shared `albert_layer`.
+
+    Two implementations of the same loop (ACT_SEMANTICS.md), with the same halting bookkeeping in the same order:
+
+    - the dense loop (`forward_dense`) applies the layer to every token at every iteration and masks the update.
+      Used for training: whenever gradients are enabled, or dropout is active (training mode with a dropout
+      probability > 0), for `output_attentions=True` (the maps of halted tokens are part of that output), and
+      whenever `fast_path=False` is passed or `config.act_fast_path = False` is set.
+    - the fast loop (`forward_fast`), the default for inference (`torch.no_grad()` / `torch.inference_mode()`):
+      a halted token's state is frozen and the layer's weights are shared, so its key and value never change;
+      they are computed once and cached. Each iteration computes queries, attention, FFN and halting unit only
+      for the still-running tokens (gathered across the batch), which attend to every token of their row.
+      Halted tokens cost nothing, so the cost follows the sum of `updates` instead of (iterations x tokens).
+    """
 
     def __init__(self, config: AlbertActConfig):
         super().__init__()
@@ -148,11 +204,33 @@ class AlbertActEncoder(nn.Module):
         self.embedding_hidden_mapping_in = nn.Linear(config.embedding_size, config.hidden_size)
         self.albert_layer = AlbertActLayer(config)
 
-    def forward(self, embeddings, attention_mask, output_hidden_states=False, output_attentions=False):
-        """`attention_mask`: (batch, seq), 1 for tokens, 0 for padding. Returns `AlbertActEncoderOutput`."""
+    def use_fast_path(self, output_attentions=False, fast_path=None) -> bool:
+        """Whether `forward` takes the fast loop (see the class docstring)."""
+        if fast_path is None:
+            fast_path = getattr(self.config, "act_fast_path", True)
+        dropout = self.config.hidden_dropout_prob or self.config.attention_probs_dropout_prob
+        return bool(fast_path) and not output_attentions and not torch.is_grad_enabled() \
+            and not (self.training and dropout)
+
+    def forward(self, embeddings, attention_mask, output_hidden_states=False, output_attentions=False,
+                fast_path=None):
+        """`attention_mask`: (batch, seq), 1 for tokens, 0 for padding. Returns `AlbertActEncoderOutput`.
+
+        `fast_path`: None follows `config.act_fast_path` (default True); False forces the dense loop. The fast loop
+        is only taken where it applies (no gradients, no active dropout, no `output_attentions`).
+        """
         hidden = self.embedding_hidden_mapping_in(embeddings)
+        if self.use_fast_path(output_attentions, fast_path):
+            return self.forward_fast(hidden, attention_mask, output_hidden_states)
+        return self.forward_dense(hidden, attention_mask, output_hidden_states, output_attentions)
+
+    def additive_mask(self, hidden, attention_mask):
         mask = attention_mask.to(hidden.dtype)
-        additive_mask = ((1.0 - mask) * torch.finfo(hidden.dtype).min)[:, None, None, :]
+        return mask, ((1.0 - mask) * torch.finfo(hidden.dtype).min)[:, None, None, :]
+
+    def forward_dense(self, hidden, attention_mask, output_hidden_states=False, output_attentions=False):
+        """The dense ACT loop over the projected embeddings `hidden`: every token through the layer every time."""
+        mask, additive_mask = self.additive_mask(hidden, attention_mask)
         cap = self.config.num_hidden_layers
         threshold = 1.0 - self.config.act_epsilon
 
@@ -189,6 +267,97 @@ class AlbertActEncoder(nn.Module):
             remainders=remainders,
             hidden_states=all_hidden,
             attentions=all_attentions,
+        )
+
+    @staticmethod
+    def pack_running(running):
+        """Where the running tokens go. `running`: (batch, seq) bool. Returns their index into the flattened
+        (batch * seq) tokens (row-major) and the packing of `AlbertActAttention.forward_running`: (row among the
+        active rows, query slot in that row, active rows, most running tokens in one row, whether all active
+        rows have that many)."""
+        index = running.reshape(-1).nonzero().squeeze(1)
+        counts = running.sum(1)
+        active = counts.nonzero().squeeze(1)
+        query_length = int(counts.max())
+        uniform = index.shape[0] == active.shape[0] * query_length
+        if uniform:
+            return index, (None, None, active, query_length, True)
+        row_of_active = counts.new_zeros(counts.shape)
+        row_of_active[active] = torch.arange(active.shape[0], device=counts.device)
+        row = torch.div(index, running.shape[1], rounding_mode="floor")
+        slots = torch.arange(index.shape[0], device=index.device) - (counts.cumsum(0) - counts)[row]
+        return index, (row_of_active[row], slots, active, query_length, False)
+
+    @torch.no_grad()
+    def forward_fast(self, hidden, attention_mask, output_hidden_states=False):
+        """The fast ACT loop (inference only): only the running tokens go through the layer; halted ones are
+        attended to through cached keys/values. Same bookkeeping, same operation order as `forward_dense`."""
+        mask, additive_mask = self.additive_mask(hidden, attention_mask)
+        cap = self.config.num_hidden_layers
+        threshold = 1.0 - self.config.act_epsilon
+        layer = self.albert_layer
+        batch, length, width = hidden.shape
+
+        halting = 1.0 - mask  # padding starts halted and is never updated
+        remainders = hidden.new_zeros(mask.shape)
+        updates = hidden.new_zeros(mask.shape)
+        all_hidden = (hidden,) if output_hidden_states else None
+
+        flat = hidden.reshape(batch * length, width)
+        if output_hidden_states:
+            flat = flat.clone()  # updated in place below; hidden_states[0] must keep the projected embeddings
+        # Keys/values of every token, (batch * seq, 2 * hidden). A token's key/value only changes when its state
+        # does, so only the tokens updated at the previous iteration (`stale`) are projected again, together with
+        # their queries; a halted token's cached key/value is reused until the end. Initially: every token
+        # (padding included: its key/value come from the projected embeddings and never change).
+        qkv_weight, qkv_bias = layer.attention.fused_query_key_value()
+        key_value = hidden.new_empty(batch * length, 2 * width)
+        keys = key_value.view(batch, length, 2 * width)[..., :width]
+        values = key_value.view(batch, length, 2 * width)[..., width:]
+        stale = torch.arange(batch * length, device=hidden.device)
+        stale_states = flat
+
+        for _ in range(cap):
+            if not bool((halting < threshold).any()):
+                break
+            qkv = nn.functional.linear(stale_states, qkv_weight, qkv_bias)
+            key_value.index_copy_(0, stale, qkv[:, width:])
+            run_mask = halting < 1.0
+            index, packing = self.pack_running(run_mask)
+            if index.shape[0] == stale.shape[0]:  # running is a subset of stale: the same tokens
+                states, query = stale_states, qkv[:, :width]
+            else:  # drop those that halted at the previous iteration
+                position = torch.searchsorted(stale, index)
+                states, query = stale_states.index_select(0, position), qkv[:, :width].index_select(0, position)
+            output, probability_running = layer.forward_running(states, query, keys, values, additive_mask, packing)
+            # The bookkeeping of forward_dense on the full (batch, seq) tensors; the probability of a token that
+            # is not running is only ever multiplied by running = 0 there, so it is 0 here.
+            probability = halting.new_zeros(batch * length).index_copy_(0, index, probability_running)
+            probability = probability.view(batch, length)
+            running = run_mask.to(hidden.dtype)
+            total = halting + probability * running
+            new_halted = (total > threshold).to(hidden.dtype) * running
+            running = (total <= threshold).to(hidden.dtype) * running
+            halting = halting + probability * running
+            remainders = remainders + new_halted * (1.0 - halting)
+            halting = halting + new_halted * remainders
+            updates = updates + running + new_halted
+            weight = (probability * running + new_halted * remainders).reshape(-1).index_select(0, index)
+            weight = weight.unsqueeze(-1)
+            # A token outside `index` has weight 0 in the dense loop and keeps its state exactly; the running ones
+            # get exactly out * w + h * (1 - w).
+            stale_states = output * weight + states * (1.0 - weight)
+            stale = index
+            flat.index_copy_(0, index, stale_states)
+            if output_hidden_states:
+                all_hidden = all_hidden + (flat.view(batch, length, width).clone(),)
+
+        return AlbertActEncoderOutput(
+            last_hidden_state=flat.view(batch, length, width),
+            updates=updates,
+            remainders=remainders,
+            hidden_states=all_hidden,
+            attentions=None,
         )
 
 

@@ -1,0 +1,214 @@
+"""The fast inference loop of AlbertActEncoder (only running tokens computed, cached keys/values of halted ones)
+against the dense loop and the float64 oracle, and which loop is taken when.
+
+No timing here: throughput lives in benchmarks/bench_act.py. That halted tokens cost nothing is checked by
+counting the rows that reach the FFN.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+import cases
+import oracle
+from act import AlbertActConfig, AlbertActModel
+
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+
+def build(regime="mixed", seed=0, **overrides):
+    config = AlbertActConfig(**cases.tiny_config_kwargs(**overrides))
+    torch.manual_seed(seed)
+    model = AlbertActModel(config).eval()
+    state = cases.apply_regime({k: v.numpy() for k, v in model.state_dict().items()}, regime, seed=seed + 1)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    return config, model, state
+
+
+class PathSpy:
+    """Records which loop(s) the encoder ran; optionally makes the other one fail."""
+
+    def __init__(self, monkeypatch, encoder, forbid=None):
+        self.calls = []
+        for name in ("forward_fast", "forward_dense"):
+            original = getattr(encoder, name)
+
+            def wrapped(*args, _name=name, _original=original, **kwargs):
+                self.calls.append(_name)
+                if _name == forbid:
+                    raise AssertionError(f"{_name} should not run here")
+                return _original(*args, **kwargs)
+
+            monkeypatch.setattr(encoder, name, wrapped)
+
+
+def inputs(ids, mask, types):
+    return dict(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                token_type_ids=torch.from_numpy(types))
+
+
+def run_both(model, ids, mask, types, monkeypatch, **kwargs):
+    """(fast output, dense output) under no_grad, each checked to have taken its loop."""
+    spy = PathSpy(monkeypatch, model.encoder)
+    with torch.no_grad():
+        fast = model(**inputs(ids, mask, types), **kwargs)
+        model.config.act_fast_path = False
+        try:
+            dense = model(**inputs(ids, mask, types), **kwargs)
+        finally:
+            model.config.act_fast_path = True
+    assert spy.calls == ["forward_fast", "forward_dense"]
+    return fast, dense
+
+
+def assert_same(fast, dense, dtype):
+    tol = TOL[dtype]
+    np.testing.assert_array_equal(fast.updates.numpy(), dense.updates.numpy())
+    assert fast.updates.dtype == dense.updates.dtype == dtype
+    for name in ("last_hidden_state", "pooler_output", "remainders"):
+        np.testing.assert_allclose(getattr(fast, name).numpy(), getattr(dense, name).numpy(), atol=tol, rtol=0,
+                                   err_msg=name)
+    assert fast.ponder_cost.item() == pytest.approx(dense.ponder_cost.item(), abs=tol)
+
+
+CASES = list(itertools.product(["step1", "cap", "mixed", "default"], ["gelu", "gelu_new"],
+                               ["none", "ragged", "allpad"]))
+
+
+@pytest.mark.parametrize("regime, activation, padding", CASES)
+def test_fast_equals_dense_and_oracle(regime, activation, padding, monkeypatch):
+    config, model, state = build(regime, seed=3 + len(regime), hidden_act=activation)
+    ids, mask, types = cases.make_inputs(seed=11, batch=4, length=13, padding=padding)
+    reference = oracle.forward(config, state, ids, mask, types)
+    valid = mask > 0
+    for dtype in (torch.float64, torch.float32):
+        model = model.to(dtype)
+        fast, dense = run_both(model, ids, mask, types, monkeypatch, output_hidden_states=True)
+        assert_same(fast, dense, dtype)
+        # counts exactly those of the float64 oracle (these seeds have no token near the threshold)
+        np.testing.assert_array_equal(fast.updates.numpy(), reference["updates"])
+        tol = TOL[dtype]
+        np.testing.assert_allclose(fast.last_hidden_state.numpy()[valid], reference["last_hidden_state"][valid],
+                                   atol=tol, rtol=0)
+        np.testing.assert_allclose(fast.remainders.numpy(), reference["remainders"], atol=tol, rtol=0)
+        # output_hidden_states on the fast path: the projected embeddings, then the state after each iteration
+        assert len(fast.hidden_states) == len(dense.hidden_states) == len(reference["hidden_states"])
+        for step, (f, d, r) in enumerate(zip(fast.hidden_states, dense.hidden_states, reference["hidden_states"])):
+            np.testing.assert_allclose(f.numpy(), d.numpy(), atol=tol, rtol=0, err_msg=f"iteration {step}")
+            np.testing.assert_allclose(f.numpy()[valid], r[valid], atol=tol, rtol=0, err_msg=f"iteration {step}")
+    # the regimes cover what they claim, on real tokens
+    real = reference["updates"][valid]
+    if regime == "step1":
+        assert (real == 1).all()
+    if regime == "cap":
+        assert (real == config.num_hidden_layers).all() and (reference["remainders"] == 0).all()
+    if regime == "mixed":
+        assert len(np.unique(real)) >= 3
+    assert (reference["updates"][~valid] == 0).all()
+    if padding == "allpad":
+        assert (fast.updates[-1] == 0).all()
+
+
+@pytest.mark.parametrize("seed, bias, gain", [(1, 0.0, 3.0), (1, -0.5, 10.0), (2, 0.5, 5.0), (2, 1.0, 8.0)])
+def test_fast_equals_dense_on_varied_batches(seed, bias, gain, monkeypatch):
+    """Ragged rows and halting gains such that some rows stop early (they leave attention altogether) while
+    others are still running at the cap."""
+    config, model, state = build("mixed", seed=seed, hidden_act=["gelu", "gelu_new"][seed % 2])
+    layer = model.encoder.albert_layer.act.dense
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(layer.weight.shape, generator=torch.Generator().manual_seed(seed)) * gain
+                           / layer.weight.shape[1] ** 0.5)
+        layer.bias.fill_(bias)
+    ids, mask, types = cases.make_inputs(seed=100 + seed, batch=7, length=19, padding="ragged")
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    reference = oracle.forward(config, state, ids, mask, types)
+    model = model.to(torch.float64)
+    fast, dense = run_both(model, ids, mask, types, monkeypatch)
+    assert_same(fast, dense, torch.float64)
+    np.testing.assert_array_equal(fast.updates.numpy(), reference["updates"])
+    # the batch really mixes rows that stop early with rows that run longer
+    row_depth = fast.updates.max(1).values
+    assert row_depth.min() < row_depth.max() == config.num_hidden_layers
+
+
+def count_ffn_rows(model, ids, mask, types):
+    rows = []
+    handle = model.encoder.albert_layer.ffn.register_forward_hook(
+        lambda module, args, output: rows.append(int(np.prod(args[0].shape[:-1]))))
+    try:
+        with torch.no_grad():
+            out = model(**inputs(ids, mask, types))
+    finally:
+        handle.remove()
+    return out, rows
+
+
+def test_halted_tokens_cost_nothing():
+    """Fast: the FFN sees each token exactly as often as it is updated. Dense: every token at every iteration."""
+    config, model, state = build("mixed", seed=5)
+    ids, mask, types = cases.make_inputs(seed=3, batch=5, length=16, padding="ragged")
+    out, rows = count_ffn_rows(model, ids, mask, types)
+    assert sum(rows) == int(out.updates.sum())
+    assert rows == sorted(rows, reverse=True) and rows[-1] < rows[0]  # the running set only shrinks
+    model.config.act_fast_path = False
+    dense, dense_rows = count_ffn_rows(model, ids, mask, types)
+    assert dense_rows == [ids.size] * len(rows)
+    assert sum(rows) < sum(dense_rows)
+    np.testing.assert_array_equal(out.updates.numpy(), dense.updates.numpy())
+
+
+def test_which_path_when(monkeypatch):
+    config, model, state = build("mixed")
+    ids, mask, types = cases.make_inputs(seed=1, batch=3, length=9)
+    encoder = model.encoder
+
+    spy = PathSpy(monkeypatch, encoder, forbid="forward_dense")
+    with torch.no_grad():
+        model(**inputs(ids, mask, types), output_hidden_states=True)
+    with torch.inference_mode():
+        model(**inputs(ids, mask, types))
+    assert spy.calls == ["forward_fast", "forward_fast"]
+
+    monkeypatch.undo()
+    spy = PathSpy(monkeypatch, encoder, forbid="forward_fast")
+    # gradients enabled (training, or an eval model called without no_grad): dense, and differentiable
+    out = model(**inputs(ids, mask, types))
+    out.last_hidden_state.sum().backward()
+    assert model.encoder.albert_layer.ffn.weight.grad is not None
+    with torch.no_grad():
+        # attention maps of every token at every iteration: dense
+        out = model(**inputs(ids, mask, types), output_attentions=True)
+        assert len(out.attentions) == int(out.updates.max())
+        assert out.attentions[0].shape == (3, config.num_attention_heads, 9, 9)
+        # the explicit switches
+        embeddings = model.embeddings(torch.from_numpy(ids))
+        encoder(embeddings, torch.from_numpy(mask), fast_path=False)
+        model.config.act_fast_path = False
+        model(**inputs(ids, mask, types))
+        model.config.act_fast_path = True
+    assert spy.calls == ["forward_dense"] * 4
+
+    # active dropout (training mode with a dropout probability > 0): dense even without gradients
+    monkeypatch.undo()
+    config, model, state = build("mixed", hidden_dropout_prob=0.1)
+    spy = PathSpy(monkeypatch, model.encoder)
+    with torch.no_grad():
+        model.train()
+        model(**inputs(ids, mask, types))
+        model.eval()
+        model(**inputs(ids, mask, types))
+    assert spy.calls == ["forward_dense", "forward_fast"]
+
+
+def test_fast_path_config_switch_round_trips(tmp_path):
+    config, model, state = build("mixed")
+    model.config.act_fast_path = False
+    model.save_pretrained(tmp_path)
+    again = AlbertActModel.from_pretrained(tmp_path)
+    assert again.config.act_fast_path is False
+    assert again.encoder.use_fast_path() is False
+    assert AlbertActModel(AlbertActConfig(**cases.tiny_config_kwargs())).encoder.use_fast_path() is False  # grad on
+    with torch.no_grad():
+        assert AlbertActModel(AlbertActConfig(**cases.tiny_config_kwargs())).eval().encoder.use_fast_path()
