@@ -154,6 +154,7 @@ def test_pytorch_bin_truncated_names_file(tmp_path, bare):
         weights.read_pytorch_bin(path)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pytorch_bin_refuses_code_and_non_state_dicts(tmp_path):
     evil = tmp_path / "evil.bin"
     with evil.open("wb") as handle:  # a pickle that would import and call code: weights_only refuses it
