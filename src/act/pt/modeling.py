@@ -15,6 +15,7 @@ from transformers.activations import ACT2FN
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from ..configuration import AlbertActConfig
+from ..weights import TIED
 from .outputs import (
     AlbertActEncoderOutput,
     AlbertActForPreTrainingOutput,
@@ -533,16 +534,12 @@ class AlbertActSOPHead(nn.Module):
         return self.classifier(self.dropout(pooled_output))
 
 
-TIED_MLM_WEIGHTS = {
-    "predictions.decoder.weight": "albert.embeddings.word_embeddings.weight",
-    "predictions.decoder.bias": "predictions.bias",
-}
 
 
 class AlbertActForPreTraining(AlbertActPreTrainedModel):
     """ALBERT-ACT with the pre-training heads: masked LM + sentence-order prediction (+ ponder cost)."""
 
-    _tied_weights_keys = TIED_MLM_WEIGHTS
+    _tied_weights_keys = TIED
 
     def __init__(self, config: AlbertActConfig):
         super().__init__(config)
@@ -590,7 +587,7 @@ class AlbertActForPreTraining(AlbertActPreTrainedModel):
 class AlbertActForMaskedLM(AlbertActPreTrainedModel):
     """ALBERT-ACT with the masked-LM head (decoder tied to the word embeddings)."""
 
-    _tied_weights_keys = TIED_MLM_WEIGHTS
+    _tied_weights_keys = TIED
 
     def __init__(self, config: AlbertActConfig):
         super().__init__(config)
