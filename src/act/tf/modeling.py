@@ -97,9 +97,17 @@ class TFAlbertActEmbeddings(keras.layers.Layer):
         self.position_embeddings.build((None, None))
         self.token_type_embeddings.build((None, None))
         self.LayerNorm.build((None, None, self.config.embedding_size))
+        pad = self.config.pad_token_id
+        if pad is not None:  # like torch's Embedding(padding_idx=...): the padding row starts at zero
+            table = self.word_embeddings.embeddings
+            table.assign(tf.tensor_scatter_nd_update(table, [[pad]], tf.zeros((1, table.shape[1]), table.dtype)))
 
     def call(self, input_ids, token_type_ids=None, position_ids=None, training=None):
         inputs_embeds = self.word_embeddings(input_ids)
+        if self.config.pad_token_id is not None:
+            # like torch's Embedding(padding_idx=...): the padding token's row gets no gradient
+            is_pad = (input_ids == self.config.pad_token_id)[..., None]
+            inputs_embeds = tf.where(is_pad, tf.stop_gradient(inputs_embeds), inputs_embeds)
         seq_length = tf.shape(input_ids)[1]
         if position_ids is None:
             position_ids = tf.range(seq_length)[None, :]
