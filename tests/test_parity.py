@@ -32,8 +32,8 @@ REGIMES = ("step1", "cap", "mixed", "default")
 PADDINGS = ("allpad", "ragged")
 SHAPES = ((3, 11), (4, 7), (2, 17), (5, 5))
 
-CASES = [(act, dtype, regime, padding, seed)
-         for seed, (act, dtype, regime, padding) in enumerate(itertools.product(ACTIVATIONS, DTYPES, REGIMES, PADDINGS))]
+CASES = [(act, dtype, regime, padding, seed) for seed, (act, dtype, regime, padding)
+         in enumerate(itertools.product(ACTIVATIONS, DTYPES, REGIMES, PADDINGS))]
 EXCUSES = {}  # case id -> number of excused tokens
 
 

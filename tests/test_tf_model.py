@@ -228,7 +228,7 @@ def test_ponder_cost_gradient_matches_pytorch():
         np.testing.assert_allclose(grad, want, rtol=0, atol=1e-10, err_msg=name)
 
 
-def test_fit_with_dropout_under_xla_updates_the_shared_layer():
+def test_fit_with_dropout_under_xla_updates_the_shared_layer(tmp_path):
     config = config_for(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
     encoder = TFAlbertActModel(config)
     ids_in = keras.Input((None,), dtype="int32", name="input_ids")
@@ -245,6 +245,15 @@ def test_fit_with_dropout_under_xla_updates_the_shared_layer():
     history = model.fit((ids.astype("int32"), mask.astype("int32")), labels, batch_size=4, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert not np.allclose(query.numpy(), before[0])
+    # the trained encoder inside a reloaded .keras pipeline still maps to canonical names and saves canonically
+    model.save(tmp_path / "clf.keras")
+    reloaded = keras.models.load_model(tmp_path / "clf.keras")
+    inner = next(layer for layer in reloaded.layers if isinstance(layer, TFAlbertActModel))
+    trained = encoder.canonical_state_dict()
+    for name, value in inner.canonical_state_dict().items():
+        np.testing.assert_array_equal(value, trained[name])
+    inner.save_pretrained(tmp_path / "trained")
+    assert AlbertActModel.from_pretrained(tmp_path / "trained").config.hidden_dropout_prob == 0.1
     # inference is deterministic (dropout off), training is not
     inputs = tf_inputs(ids, mask)
     a, b = encoder(inputs), encoder(inputs)
@@ -417,6 +426,7 @@ def keras_readme_blocks():
     return re.findall(r"```python\n(.*?)```", section.group(1), re.S)
 
 
+@pytest.mark.filterwarnings("ignore:`shuffle=True` was passed")
 def test_readme_keras_section_runs(tmp_path, monkeypatch):
     blocks = keras_readme_blocks()
     code = "\n".join(blocks)
