@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: test install clean
+.PHONY: test install clean demo
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ install: $(STAMP)
 
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q
+
+# The embedded demo model (src/act/demo_model/, pre-trained by examples/pretrain_demo.py) runs offline.
+DEMO_SENTENCE := a lump in the middle of the monkeys stirred and then fell quiet .
+demo: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/act inspect "$(DEMO_SENTENCE)" --png demo.png
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
