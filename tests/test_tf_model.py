@@ -363,6 +363,8 @@ def test_from_pretrained_takes_the_encoder_of_a_head_checkpoint(tmp_path):
     model = TFAlbertActModel.from_pretrained(tmp_path)
     for name, value in model.canonical_state_dict().items():
         np.testing.assert_array_equal(value, state[name])
+    bare = TFAlbertActModel.from_pretrained(tmp_path, add_pooling_layer=False)  # ignores the pooler
+    assert bare.pooler is None and len(bare.canonical_state_dict()) == len(state) - 2
 
 
 def test_from_pretrained_errors_name_the_file(tmp_path):

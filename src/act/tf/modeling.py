@@ -368,11 +368,14 @@ class TFAlbertActPreTrainedModel(keras.Model):
             variable.assign(np.asarray(value.T if transpose else value, dtype=variable.dtype))
 
     def _select_prefix(self, state: dict) -> dict:
-        """The bare model loads a task model's checkpoint: take the encoder under `albert.`, drop the head."""
+        """The bare model loads a task model's checkpoint: take the encoder under `albert.`, drop the head.
+        A model built without a pooler ignores the checkpoint's pooler (as PyTorch does)."""
         prefix = weights_lib.BASE_PREFIX + "."
         expected = self.canonical_variables()
         if not any(name in state for name in expected) and any(name.startswith(prefix) for name in state):
-            return {name[len(prefix):]: value for name, value in state.items() if name.startswith(prefix)}
+            state = {name[len(prefix):]: value for name, value in state.items() if name.startswith(prefix)}
+        if getattr(self, "pooler", True) is None:
+            state = {name: value for name, value in state.items() if name.partition(".")[0] != "pooler"}
         return state
 
     @classmethod
