@@ -109,23 +109,19 @@ class AlbertActAttention(nn.Module):
         context, weights = self.attend(query, key, value, attention_mask, output_attentions)
         return self.dense(context), weights
 
-    def fused_query_key_value(self):
-        """The query, key and value projections as one (3 * hidden, hidden) weight and bias (fast path)."""
-        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
-        return weight, torch.cat([self.query.bias, self.key.bias, self.value.bias])
-
-    def forward_running(self, query, keys, values, attention_mask, packing):
+    def forward_running(self, hidden_states, keys, values, attention_mask, packing):
         """Attention output of the running tokens only (the fast inference path of `AlbertActEncoder`).
 
-        `query`: (n, hidden), the projected queries of the n running tokens of the batch, in row-major order.
-        `keys`, `values`: (batch, seq, hidden), the projected keys/values of EVERY token (cached by the encoder:
-        those of a halted token never change). `packing` (from `AlbertActEncoder.pack_running`) says in which
-        row and query slot each running token goes. Returns (n, hidden), the input of the residual + LayerNorm.
+        `hidden_states`: (n, hidden), the n running tokens of the batch in row-major order. `keys`, `values`:
+        (batch, seq, hidden), the projected keys/values of EVERY token (cached by the encoder: those of a halted
+        token never change). `packing` (from `AlbertActEncoder.pack_running`) says in which row and query slot
+        each running token goes. Returns (n, hidden), the input of the residual + LayerNorm.
         """
         rows, slots, active, query_length, uniform = packing
+        query = self.query(hidden_states)
         width = query.shape[-1]
         if uniform:  # every active row has the same number of running tokens: packing is a reshape
-            packed = query.reshape(active.shape[0], query_length, width)
+            packed = query.view(active.shape[0], query_length, width)
         else:  # queries of each row packed to the left, padded to the longest row; padded slots are discarded
             packed = query.new_zeros(active.shape[0], query_length, width)
             packed[rows, slots] = query
@@ -176,10 +172,10 @@ class AlbertActLayer(nn.Module):
         output, probability = self.feed_forward(hidden_states, attention_output)
         return output, probability, weights
 
-    def forward_running(self, hidden_states, query, keys, values, attention_mask, packing):
-        """The layer on the running tokens only: `hidden_states` (n, hidden) and their projected `query`, attending
-        to every token through the cached `keys`/`values`: returns (output (n, hidden), halting probability (n,))."""
-        attention_output = self.attention.forward_running(query, keys, values, attention_mask, packing)
+    def forward_running(self, hidden_states, keys, values, attention_mask, packing):
+        """The layer on the running tokens only, `hidden_states` (n, hidden), attending to every token through the
+        cached `keys`/`values`: returns (output (n, hidden), halting probability (n,))."""
+        attention_output = self.attention.forward_running(hidden_states, keys, values, attention_mask, packing)
         return self.feed_forward(hidden_states, attention_output)
 
 
@@ -307,30 +303,29 @@ class AlbertActEncoder(nn.Module):
         flat = hidden.reshape(batch * length, width)
         if output_hidden_states:
             flat = flat.clone()  # updated in place below; hidden_states[0] must keep the projected embeddings
-        # Keys/values of every token, (batch * seq, 2 * hidden). A token's key/value only changes when its state
-        # does, so only the tokens updated at the previous iteration (`stale`) are projected again, together with
-        # their queries; a halted token's cached key/value is reused until the end. Initially: every token
-        # (padding included: its key/value come from the projected embeddings and never change).
-        qkv_weight, qkv_bias = layer.attention.fused_query_key_value()
-        key_value = hidden.new_empty(batch * length, 2 * width)
-        keys = key_value.view(batch, length, 2 * width)[..., :width]
-        values = key_value.view(batch, length, 2 * width)[..., width:]
-        stale = torch.arange(batch * length, device=hidden.device)
-        stale_states = flat
+        # Keys/values of every token, (batch * seq, hidden), initially from the projected embeddings (padding
+        # included: its key/value never change). A token's key/value only changes when its state does, so only
+        # the tokens updated at the previous iteration (`stale`) are projected again, at the start of the next
+        # iteration; a halted token's cached key/value is reused until the end.
+        attention = layer.attention
+        keys, values = attention.key(flat), attention.value(flat)
+        stale, stale_states = None, None
 
         for _ in range(cap):
             if not bool((halting < threshold).any()):
                 break
-            qkv = nn.functional.linear(stale_states, qkv_weight, qkv_bias)
-            key_value.index_copy_(0, stale, qkv[:, width:])
+            if stale is not None:
+                keys.index_copy_(0, stale, attention.key(stale_states))
+                values.index_copy_(0, stale, attention.value(stale_states))
             run_mask = halting < 1.0
             index, packing = self.pack_running(run_mask)
-            if index.shape[0] == stale.shape[0]:  # running is a subset of stale: the same tokens
-                states, query = stale_states, qkv[:, :width]
-            else:  # drop those that halted at the previous iteration
-                position = torch.searchsorted(stale, index)
-                states, query = stale_states.index_select(0, position), qkv[:, :width].index_select(0, position)
-            output, probability_running = layer.forward_running(states, query, keys, values, additive_mask, packing)
+            if index.shape[0] == (batch * length if stale is None else stale.shape[0]):
+                states = flat if stale is None else stale_states  # the same tokens as last time (or all)
+            else:
+                states = flat.index_select(0, index)
+            output, probability_running = layer.forward_running(
+                states, keys.view(batch, length, width), values.view(batch, length, width), additive_mask, packing
+            )
             # The bookkeeping of forward_dense on the full (batch, seq) tensors; the probability of a token that
             # is not running is only ever multiplied by running = 0 there, so it is 0 here.
             probability = halting.new_zeros(batch * length).index_copy_(0, index, probability_running)
