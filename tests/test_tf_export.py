@@ -16,6 +16,7 @@ KEYS = ("last_hidden_state", "pooler_output", "updates", "remainders", "ponder_c
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     config = AlbertActConfig(**cases.tiny_config_kwargs())
+    tf.keras.utils.set_random_seed(0)  # the random initial weights decide the halting spread the test needs
     model = TFAlbertActModel(config)
     model.build()
     state = cases.apply_regime(model.canonical_state_dict(), "mixed", seed=3)
