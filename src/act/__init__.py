@@ -24,7 +24,9 @@ _LAZY = {
     "AlbertActForQuestionAnswering": ".pt",
     "AlbertActForMultipleChoice": ".pt",
 }
-_TF_NAMES = ("TFAlbertActModel",)
+_TF_NAMES = ("TFAlbertActModel", "TFAlbertActForPreTraining", "TFAlbertActForMaskedLM",
+             "TFAlbertActForSequenceClassification", "TFAlbertActForTokenClassification",
+             "TFAlbertActForQuestionAnswering", "TFAlbertActForMultipleChoice")
 _LAZY.update({name: ".tf" for name in _TF_NAMES})
 
 __all__ = ["__version__", *_LAZY]

@@ -1,4 +1,4 @@
-"""Keras 3 (TensorFlow backend) ALBERT-ACT: `TFAlbertActModel` and its building blocks."""
+"""Keras 3 (TensorFlow backend) ALBERT-ACT: `TFAlbertActModel`, its building blocks and the task heads."""
 
 from ..configuration import AlbertActConfig
 from .modeling import *  # noqa: F401,F403
@@ -6,10 +6,18 @@ from .modeling import (
     TFAlbertActAttention,
     TFAlbertActEmbeddings,
     TFAlbertActEncoder,
+    TFAlbertActForMaskedLM,
+    TFAlbertActForMultipleChoice,
+    TFAlbertActForPreTraining,
+    TFAlbertActForQuestionAnswering,
+    TFAlbertActForSequenceClassification,
+    TFAlbertActForTokenClassification,
     TFAlbertActHaltingUnit,
     TFAlbertActLayer,
+    TFAlbertActMLMHead,
     TFAlbertActModel,
     TFAlbertActPreTrainedModel,
+    TFAlbertActSOPHead,
 )
 
 __all__ = [
@@ -21,4 +29,12 @@ __all__ = [
     "TFAlbertActEncoder",
     "TFAlbertActPreTrainedModel",
     "TFAlbertActModel",
+    "TFAlbertActMLMHead",
+    "TFAlbertActSOPHead",
+    "TFAlbertActForPreTraining",
+    "TFAlbertActForMaskedLM",
+    "TFAlbertActForSequenceClassification",
+    "TFAlbertActForTokenClassification",
+    "TFAlbertActForQuestionAnswering",
+    "TFAlbertActForMultipleChoice",
 ]

@@ -549,6 +549,454 @@ class TFAlbertActModel(TFAlbertActPreTrainedModel):
         return output
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Task heads (mirrors of the PyTorch heads, same order and attribute names)
+# ---------------------------------------------------------------------------------------------------------------
+
+IGNORE_INDEX = -100  # the label a cross-entropy ignores (torch's default `ignore_index`)
+CONSTRUCTOR_KWARGS = ("name", "dtype", "trainable")  # from_pretrained keywords that are not config overrides
+
+
+def loss_dtype(logits) -> str:
+    """Losses are computed in float32 (float64 for a float64 model), even under mixed precision."""
+    return halting_dtype(logits.dtype.name)
+
+
+def cross_entropy(logits, labels, ignore_index=IGNORE_INDEX):
+    """`torch.nn.functional.cross_entropy` on (..., classes) logits and integer labels of the leading shape:
+    the mean over the labels that are not `ignore_index` (NaN when every label is ignored, as in torch)."""
+    classes = logits.shape[-1] if logits.shape[-1] is not None else tf.shape(logits)[-1]
+    logits = tf.reshape(tf.cast(logits, loss_dtype(logits)), (-1, classes))
+    labels = tf.reshape(tf.cast(labels, "int32"), (-1,))
+    keep = labels != tf.cast(ignore_index, "int32")
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(keep, labels, 0), logits=logits)
+    weight = tf.cast(keep, losses.dtype)
+    return tf.reduce_sum(losses * weight) / tf.reduce_sum(weight)
+
+
+def is_integer(tensor) -> bool:
+    dtype = tensor.dtype
+    return dtype.is_integer if isinstance(dtype, tf.DType) else np.issubdtype(dtype, np.integer)
+
+
+class TFAlbertActTaskModel(TFAlbertActPreTrainedModel):
+    """What every Keras task model shares (PyTorch keeps the same helpers on `AlbertActPreTrainedModel`).
+
+    - labels: `call` takes them as keywords or as entries of the input dict (`label_names`);
+    - the ponder cost: with ``config.ponder_penalty > 0`` every call adds ``ponder_penalty * ponder_cost`` with
+      `add_loss`, so `fit` with a compiled task loss trains with it; with labels, the returned ``loss`` is the task
+      loss plus that term, exactly like PyTorch;
+    - `compile(loss=...)`: the compiled loss (and metrics) see the prediction outputs (`prediction_names`) only:
+      the logits tensor for one prediction, else a dict of the predictions (compile with a dict of losses, and
+      give `fit` a dict of targets with the same keys);
+    - loading: `from_pretrained` loads a checkpoint of this head, of another head or of the bare encoder.
+    """
+
+    label_names: tuple = ("labels",)
+    prediction_names: tuple = ("logits",)
+
+    def split_labels(self, inputs, **labels):
+        """Take the label entries out of a dict input; labels given as keywords take precedence."""
+        if isinstance(inputs, dict):
+            inputs = dict(inputs)
+            for name in self.label_names:
+                value = inputs.pop(name, None)
+                if labels.get(name) is None:
+                    labels[name] = value
+        return inputs, labels
+
+    def encode(self, inputs, attention_mask, token_type_ids, training, output_attentions, output_hidden_states):
+        return self.albert(inputs, attention_mask=attention_mask, token_type_ids=token_type_ids, training=training,
+                           output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+
+    def task_outputs(self, outputs, loss, **predictions) -> dict:
+        """The output dict: loss (+ penalty * ponder cost), the predictions, the halting fields; adds the ponder
+        term with `add_loss` when the penalty is > 0 (ACT_SEMANTICS.md, "Ponder cost")."""
+        penalty = float(self.config.ponder_penalty or 0.0)
+        ponder_cost = outputs["ponder_cost"]
+        if penalty:
+            self.add_loss(penalty * ponder_cost)
+        result = {}
+        if loss is not None:
+            result["loss"] = loss + tf.cast(penalty * ponder_cost, loss.dtype) if penalty else loss
+        result.update(predictions)
+        for name in ("updates", "remainders", "ponder_cost", "hidden_states", "attentions"):
+            if name in outputs:
+                result[name] = outputs[name]
+        return result
+
+    # -- compile / fit ------------------------------------------------------------------------------------------
+
+    def predictions_for_loss(self, y_pred):
+        if not isinstance(y_pred, dict):
+            return y_pred
+        if len(self.prediction_names) == 1:
+            return y_pred[self.prediction_names[0]]
+        return {name: y_pred[name] for name in self.prediction_names}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss on the predictions, plus the `add_loss` terms (the ponder cost)."""
+        return super().compute_loss(x=x, y=y, y_pred=self.predictions_for_loss(y_pred), sample_weight=sample_weight,
+                                    training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, self.predictions_for_loss(y_pred), sample_weight)
+
+    # -- weights ------------------------------------------------------------------------------------------------
+
+    def get_input_embeddings(self) -> keras.layers.Embedding:
+        return self.albert.get_input_embeddings()
+
+    def load_canonical_state_dict(self, state: dict, source: str = "state dict", strict: bool = True) -> None:
+        """Check a canonical state dict against the model (names, shapes) and assign it.
+
+        Accepted as in PyTorch: the encoder without the `albert.` prefix (a bare-model checkpoint), tied copies
+        (`act.weights.TIED`) and, in a model without a pooler, the checkpoint's pooler. ``strict=False`` (what
+        `from_pretrained` uses, like transformers): head weights of this model that the checkpoint lacks keep
+        their fresh initialisation, and weights of other heads are skipped, with a warning; the encoder must be
+        complete either way.
+        """
+        import warnings
+
+        expected = self.expected_shapes()
+        prefix = weights_lib.BASE_PREFIX + "."
+        state = dict(state)
+        if not any(name.startswith(prefix) for name in state):  # a bare-encoder checkpoint
+            state = {name if weights_lib.is_head_name(name) or weights_lib.is_ignored(name) else prefix + name: value
+                     for name, value in state.items()}
+        state = weights_lib.drop_tied(state)
+        if self.albert.pooler is None:
+            state = {name: value for name, value in state.items() if not name.startswith(prefix + "pooler.")}
+        allow_missing = ()
+        if not strict:
+            skipped = sorted(name for name in state if name not in expected and weights_lib.is_head_name(name))
+            state = {name: value for name, value in state.items() if name not in skipped}
+            allow_missing = tuple(sorted(name for name in expected
+                                         if name not in state and weights_lib.is_head_name(name)))
+            if skipped:
+                warnings.warn(f"{source}: weights not used by {type(self).__name__}: {', '.join(skipped)}",
+                              stacklevel=2)
+            if allow_missing:
+                warnings.warn(f"{source}: {type(self).__name__} weights not in the checkpoint, newly initialised "
+                              f"(train them before use): {', '.join(allow_missing)}", stacklevel=2)
+        weights_lib.check_state_dict(state, expected, source, allow_missing=allow_missing)
+        for name, (variable, transpose) in self.canonical_variables().items():
+            if name in state:
+                value = np.asarray(state[name])
+                variable.assign(np.asarray(value.T if transpose else value, dtype=variable.dtype))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **kwargs):
+        """Load `config.json` and the weights of a directory (any checkpoint of the bare model or of a head).
+
+        Keywords that are config attributes override `config.json` (e.g. ``num_labels=3``, ``ponder_penalty=1e-3``),
+        as in transformers; ``name``, ``dtype`` and ``trainable`` go to the Keras constructor.
+        """
+        overrides = {key: kwargs.pop(key) for key in list(kwargs) if key not in CONSTRUCTOR_KWARGS}
+        raw = weights_lib.read_config(directory)
+        config, unused = AlbertActConfig.from_dict(raw, return_unused_kwargs=True, **overrides)
+        if unused:
+            raise TypeError(f"{cls.__name__}.from_pretrained: unknown arguments {sorted(unused)} (neither a config "
+                            f"attribute nor one of {CONSTRUCTOR_KWARGS})")
+        model = cls(config, **kwargs)
+        model.build()
+        path = weights_lib.find_weights(directory)
+        model.load_canonical_state_dict(weights_lib.read_weights(path), source=str(path), strict=False)
+        return model
+
+
+class TFAlbertActMLMHead(keras.layers.Layer):
+    """Masked-LM head: dense -> activation -> LayerNorm -> decoder (tied to the word embeddings) + bias.
+
+    The decoder has no variables of its own: `call` takes the encoder's word-embedding matrix (vocab, emb) and
+    computes ``h @ E^T + bias``, so the tie holds through training, saving and loading (canonical names:
+    `predictions.bias`; `predictions.decoder.*` are the tied copies of `act.weights.TIED`).
+    """
+
+    def __init__(self, config: AlbertActConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        dtype = self.dtype_policy
+        self.LayerNorm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="LayerNorm", dtype=dtype)
+        self.dense = projection(config.embedding_size, "dense", config, dtype)
+        self.activation = get_activation(config.hidden_act)
+
+    def build(self, input_shape=None):
+        self.dense.build((None, None, self.config.hidden_size))
+        self.LayerNorm.build((None, None, self.config.embedding_size))
+        self.bias = self.add_weight(name="bias", shape=(self.config.vocab_size,), initializer="zeros")
+
+    def call(self, hidden_states, decoder_weight):
+        """`decoder_weight`: the word embeddings (vocab, embedding_size). Returns (batch, seq, vocab) logits."""
+        hidden_states = self.LayerNorm(self.activation(self.dense(hidden_states)))
+        decoder_weight = tf.cast(decoder_weight, hidden_states.dtype)
+        return tf.einsum("bse,ve->bsv", hidden_states, decoder_weight) + tf.cast(self.bias, hidden_states.dtype)
+
+
+class TFAlbertActSOPHead(keras.layers.Layer):
+    """Sentence-order prediction head on the pooled output (2 classes: in order, swapped)."""
+
+    def __init__(self, config: AlbertActConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        dtype = self.dtype_policy
+        self.dropout = keras.layers.Dropout(config.classifier_dropout_prob, dtype=dtype)
+        self.classifier = keras.layers.Dense(2, kernel_initializer=initializer(config), name="classifier", dtype=dtype)
+
+    def build(self, input_shape=None):
+        self.classifier.build((None, self.config.hidden_size))
+
+    def call(self, pooled_output, training=None):
+        return self.classifier(self.dropout(pooled_output, training=training))
+
+
+@keras.saving.register_keras_serializable(package="act")
+class TFAlbertActForPreTraining(TFAlbertActTaskModel):
+    """ALBERT-ACT with the pre-training heads: masked LM + sentence-order prediction (+ ponder cost).
+
+    Outputs ``prediction_logits`` (batch, seq, vocab) and ``sop_logits`` (batch, 2). `labels`: (batch, seq) token
+    ids, -100 where not masked; `sentence_order_label`: (batch,), 1 = swapped. The loss is the sum of the given
+    losses plus ``ponder_penalty * ponder_cost``.
+    """
+
+    label_names = ("labels", "sentence_order_label")
+    prediction_names = ("prediction_logits", "sop_logits")
+
+    def __init__(self, config: AlbertActConfig | dict, name="tf_albert_act_for_pre_training", **kwargs):
+        super().__init__(config, name=name, **kwargs)
+        dtype = self.dtype_policy
+        self.albert = TFAlbertActModel(self.config, name="albert", dtype=dtype)
+        self.predictions = TFAlbertActMLMHead(self.config, name="predictions", dtype=dtype)
+        self.sop_classifier = TFAlbertActSOPHead(self.config, name="sop_classifier", dtype=dtype)
+
+    def build(self, input_shape=None):
+        self.albert.build()
+        self.predictions.build()
+        self.sop_classifier.build()
+        self.built = True
+
+    def get_output_embeddings(self) -> keras.layers.Embedding:
+        """The decoder is the word-embedding layer itself (tied)."""
+        return self.albert.get_input_embeddings()
+
+    def call(self, inputs, attention_mask=None, token_type_ids=None, labels=None, sentence_order_label=None,
+             training=None, output_attentions=None, output_hidden_states=None):
+        inputs, given = self.split_labels(inputs, labels=labels, sentence_order_label=sentence_order_label)
+        outputs = self.encode(inputs, attention_mask, token_type_ids, training, output_attentions,
+                              output_hidden_states)
+        prediction_scores = self.predictions(outputs["last_hidden_state"], self.get_output_embeddings().embeddings)
+        sop_scores = self.sop_classifier(outputs["pooler_output"], training=training)
+        loss = None
+        if given["labels"] is not None:
+            loss = cross_entropy(prediction_scores, given["labels"])
+        if given["sentence_order_label"] is not None:
+            sop_loss = cross_entropy(sop_scores, given["sentence_order_label"])
+            loss = sop_loss if loss is None else loss + sop_loss
+        return self.task_outputs(outputs, loss, prediction_logits=prediction_scores, sop_logits=sop_scores)
+
+
+@keras.saving.register_keras_serializable(package="act")
+class TFAlbertActForMaskedLM(TFAlbertActTaskModel):
+    """ALBERT-ACT with the masked-LM head (decoder tied to the word embeddings). `labels`: -100 = not masked."""
+
+    def __init__(self, config: AlbertActConfig | dict, name="tf_albert_act_for_masked_lm", **kwargs):
+        super().__init__(config, name=name, **kwargs)
+        dtype = self.dtype_policy
+        self.albert = TFAlbertActModel(self.config, add_pooling_layer=False, name="albert", dtype=dtype)
+        self.predictions = TFAlbertActMLMHead(self.config, name="predictions", dtype=dtype)
+
+    def build(self, input_shape=None):
+        self.albert.build()
+        self.predictions.build()
+        self.built = True
+
+    def get_output_embeddings(self) -> keras.layers.Embedding:
+        """The decoder is the word-embedding layer itself (tied)."""
+        return self.albert.get_input_embeddings()
+
+    def call(self, inputs, attention_mask=None, token_type_ids=None, labels=None, training=None,
+             output_attentions=None, output_hidden_states=None):
+        inputs, given = self.split_labels(inputs, labels=labels)
+        outputs = self.encode(inputs, attention_mask, token_type_ids, training, output_attentions,
+                              output_hidden_states)
+        logits = self.predictions(outputs["last_hidden_state"], self.get_output_embeddings().embeddings)
+        loss = None if given["labels"] is None else cross_entropy(logits, given["labels"])
+        return self.task_outputs(outputs, loss, logits=logits)
+
+
+@keras.saving.register_keras_serializable(package="act")
+class TFAlbertActForSequenceClassification(TFAlbertActTaskModel):
+    """Classification/regression on the pooled output (transformers' problem_type rules)."""
+
+    def __init__(self, config: AlbertActConfig | dict, name="tf_albert_act_for_sequence_classification", **kwargs):
+        super().__init__(config, name=name, **kwargs)
+        dtype = self.dtype_policy
+        self.num_labels = self.config.num_labels
+        self.albert = TFAlbertActModel(self.config, name="albert", dtype=dtype)
+        self.dropout = keras.layers.Dropout(self.config.classifier_dropout_prob, dtype=dtype)
+        self.classifier = keras.layers.Dense(self.num_labels, kernel_initializer=initializer(self.config),
+                                             name="classifier", dtype=dtype)
+
+    def build(self, input_shape=None):
+        self.albert.build()
+        self.classifier.build((None, self.config.hidden_size))
+        self.built = True
+
+    def call(self, inputs, attention_mask=None, token_type_ids=None, labels=None, training=None,
+             output_attentions=None, output_hidden_states=None):
+        inputs, given = self.split_labels(inputs, labels=labels)
+        outputs = self.encode(inputs, attention_mask, token_type_ids, training, output_attentions,
+                              output_hidden_states)
+        logits = self.classifier(self.dropout(outputs["pooler_output"], training=training))
+        labels, loss = given["labels"], None
+        if labels is not None:
+            problem_type = self.config.problem_type
+            if problem_type is None:
+                if self.num_labels == 1:
+                    problem_type = "regression"
+                elif is_integer(labels):
+                    problem_type = "single_label_classification"
+                else:
+                    problem_type = "multi_label_classification"
+                self.config.problem_type = problem_type
+            scores = tf.cast(logits, loss_dtype(logits))
+            if problem_type == "regression":
+                if self.num_labels == 1:
+                    scores, labels = tf.squeeze(scores, -1), tf.reshape(labels, (-1,))
+                loss = tf.reduce_mean(tf.square(scores - tf.cast(labels, scores.dtype)))
+            elif problem_type == "single_label_classification":
+                loss = cross_entropy(logits, labels)
+            else:
+                loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+                    labels=tf.cast(labels, scores.dtype), logits=scores))
+        return self.task_outputs(outputs, loss, logits=logits)
+
+
+@keras.saving.register_keras_serializable(package="act")
+class TFAlbertActForTokenClassification(TFAlbertActTaskModel):
+    """A label per token (e.g. NER), on the final token states. `labels`: (batch, seq), -100 = ignored."""
+
+    def __init__(self, config: AlbertActConfig | dict, name="tf_albert_act_for_token_classification", **kwargs):
+        super().__init__(config, name=name, **kwargs)
+        dtype = self.dtype_policy
+        self.num_labels = self.config.num_labels
+        self.albert = TFAlbertActModel(self.config, add_pooling_layer=False, name="albert", dtype=dtype)
+        self.dropout = keras.layers.Dropout(self.config.classifier_dropout_prob, dtype=dtype)
+        self.classifier = projection(self.num_labels, "classifier", self.config, dtype)
+
+    def build(self, input_shape=None):
+        self.albert.build()
+        self.classifier.build((None, None, self.config.hidden_size))
+        self.built = True
+
+    def call(self, inputs, attention_mask=None, token_type_ids=None, labels=None, training=None,
+             output_attentions=None, output_hidden_states=None):
+        inputs, given = self.split_labels(inputs, labels=labels)
+        outputs = self.encode(inputs, attention_mask, token_type_ids, training, output_attentions,
+                              output_hidden_states)
+        logits = self.classifier(self.dropout(outputs["last_hidden_state"], training=training))
+        loss = None if given["labels"] is None else cross_entropy(logits, given["labels"])
+        return self.task_outputs(outputs, loss, logits=logits)
+
+
+@keras.saving.register_keras_serializable(package="act")
+class TFAlbertActForQuestionAnswering(TFAlbertActTaskModel):
+    """Extractive QA: start/end logits per token (`qa_outputs`, num_labels = 2).
+
+    `start_positions` / `end_positions`: (batch,); positions outside the input are ignored, as in transformers.
+    """
+
+    label_names = ("start_positions", "end_positions")
+    prediction_names = ("start_logits", "end_logits")
+
+    def __init__(self, config: AlbertActConfig | dict, name="tf_albert_act_for_question_answering", **kwargs):
+        super().__init__(config, name=name, **kwargs)
+        dtype = self.dtype_policy
+        self.num_labels = self.config.num_labels
+        self.albert = TFAlbertActModel(self.config, add_pooling_layer=False, name="albert", dtype=dtype)
+        self.qa_outputs = projection(self.num_labels, "qa_outputs", self.config, dtype)
+
+    def build(self, input_shape=None):
+        self.albert.build()
+        self.qa_outputs.build((None, None, self.config.hidden_size))
+        self.built = True
+
+    def call(self, inputs, attention_mask=None, token_type_ids=None, start_positions=None, end_positions=None,
+             training=None, output_attentions=None, output_hidden_states=None):
+        inputs, given = self.split_labels(inputs, start_positions=start_positions, end_positions=end_positions)
+        outputs = self.encode(inputs, attention_mask, token_type_ids, training, output_attentions,
+                              output_hidden_states)
+        logits = self.qa_outputs(outputs["last_hidden_state"])
+        start_logits, end_logits = logits[..., 0], logits[..., 1]
+        loss = None
+        if given["start_positions"] is not None and given["end_positions"] is not None:
+            ignored = tf.shape(start_logits)[1]  # positions outside the input are ignored, as in transformers
+
+            def positions(value):
+                return tf.clip_by_value(tf.reshape(tf.cast(value, "int32"), (-1,)), 0, ignored)
+
+            loss = (cross_entropy(start_logits, positions(given["start_positions"]), ignore_index=ignored)
+                    + cross_entropy(end_logits, positions(given["end_positions"]), ignore_index=ignored)) / 2
+        return self.task_outputs(outputs, loss, start_logits=start_logits, end_logits=end_logits)
+
+
+@keras.saving.register_keras_serializable(package="act")
+class TFAlbertActForMultipleChoice(TFAlbertActTaskModel):
+    """Multiple choice: inputs (batch, num_choices, seq_len), one score per choice from the pooled output.
+
+    `updates` and `remainders` come back as (batch, num_choices, seq_len); `labels`: (batch,) the right choice.
+    """
+
+    def __init__(self, config: AlbertActConfig | dict, name="tf_albert_act_for_multiple_choice", **kwargs):
+        super().__init__(config, name=name, **kwargs)
+        dtype = self.dtype_policy
+        self.albert = TFAlbertActModel(self.config, name="albert", dtype=dtype)
+        self.dropout = keras.layers.Dropout(self.config.classifier_dropout_prob, dtype=dtype)
+        self.classifier = keras.layers.Dense(1, kernel_initializer=initializer(self.config), name="classifier",
+                                             dtype=dtype)
+
+    def build(self, input_shape=None):
+        self.albert.build()
+        self.classifier.build((None, self.config.hidden_size))
+        self.built = True
+
+    @staticmethod
+    def serving_input_signature(names=INPUT_NAMES):
+        """The export signature: int32 (batch, num_choices, seq_len) tensors, every dimension dynamic."""
+        return [{name: tf.TensorSpec((None, None, None), tf.int32, name=name) for name in names}]
+
+    def call(self, inputs, attention_mask=None, token_type_ids=None, labels=None, training=None,
+             output_attentions=None, output_hidden_states=None):
+        inputs, given = self.split_labels(inputs, labels=labels)
+        input_ids, attention_mask, token_type_ids = self.unpack_inputs(inputs, attention_mask, token_type_ids)
+        for name, tensor in (("input_ids", input_ids), ("attention_mask", attention_mask),
+                             ("token_type_ids", token_type_ids)):
+            if tensor is not None and len(tensor.shape) != 3:
+                raise ValueError(f"multiple choice inputs must have shape (batch, num_choices, seq_len); {name} has "
+                                 f"shape {tuple(tensor.shape)}")
+        input_ids = tf.convert_to_tensor(input_ids)
+        shape = tf.shape(input_ids)
+
+        def flat(tensor):
+            if tensor is None:
+                return None
+            tensor = tf.convert_to_tensor(tensor)
+            return tf.reshape(tensor, (-1, tensor.shape[-1] if tensor.shape[-1] is not None else tf.shape(tensor)[-1]))
+
+        flat_inputs = {"input_ids": flat(input_ids)}
+        for name, tensor in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
+            if tensor is not None:
+                flat_inputs[name] = flat(tensor)
+        outputs = self.encode(flat_inputs, None, None, training, output_attentions, output_hidden_states)
+        pooled = self.dropout(outputs["pooler_output"], training=training)
+        logits = tf.reshape(self.classifier(pooled), shape[:2])
+        loss = None if given["labels"] is None else cross_entropy(logits, given["labels"])
+        outputs = dict(outputs)
+        outputs["updates"] = tf.reshape(outputs["updates"], shape)
+        outputs["remainders"] = tf.reshape(outputs["remainders"], shape)
+        return self.task_outputs(outputs, loss, logits=logits)
+
+
 __all__ = [
     "TFAlbertActEmbeddings",
     "TFAlbertActAttention",
@@ -557,4 +1005,12 @@ __all__ = [
     "TFAlbertActEncoder",
     "TFAlbertActPreTrainedModel",
     "TFAlbertActModel",
+    "TFAlbertActMLMHead",
+    "TFAlbertActSOPHead",
+    "TFAlbertActForPreTraining",
+    "TFAlbertActForMaskedLM",
+    "TFAlbertActForSequenceClassification",
+    "TFAlbertActForTokenClassification",
+    "TFAlbertActForQuestionAnswering",
+    "TFAlbertActForMultipleChoice",
 ]
