@@ -431,6 +431,40 @@ def test_fit_reduces_the_loss_and_includes_the_ponder_term(jit_compile):
     assert after < before * 0.7, (before, after)
 
 
+def test_two_output_head_fits_with_a_dict_of_losses():
+    """QA: the compiled losses are keyed by the prediction names; the step's loss is their sum + the ponder term."""
+    cfg = config(ponder_penalty=PENALTY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = tf_model_for("AlbertActForQuestionAnswering", cfg)
+    inputs = {k: v.astype("int32") for k, v in batch("AlbertActForQuestionAnswering").items()}
+    targets = {"start_logits": np.array([1, 4, 0]), "end_logits": np.array([3, 2, 1])}
+    before = model(inputs)
+    expected = (np_cross_entropy(before["start_logits"].numpy(), targets["start_logits"])
+                + np_cross_entropy(before["end_logits"].numpy(), targets["end_logits"])
+                + PENALTY * before["ponder_cost"].numpy())
+    scce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss={"start_logits": scce, "end_logits": scce})
+    history = model.fit(inputs, targets, batch_size=3, epochs=1, verbose=0).history
+    np.testing.assert_allclose(history["loss"][0], expected, rtol=1e-5)
+    assert set(history) == {"loss", "start_logits_loss", "end_logits_loss"}
+
+
+def test_mixed_precision_heads_keep_halting_and_losses_in_float32():
+    cfg = config(ponder_penalty=PENALTY)
+    state = {k: v.numpy() for k, v in pt_model_for("AlbertActForMaskedLM", cfg).state_dict().items()}
+    inputs = batch("AlbertActForMaskedLM")
+    models, outputs = {}, {}
+    for dtype in ("mixed_float16", "float32"):
+        models[dtype] = tfm.TFAlbertActForMaskedLM(cfg, dtype=dtype)
+        models[dtype].build()
+        models[dtype].load_canonical_state_dict(state)
+        outputs[dtype] = tf_call(models[dtype], inputs, **labels_for("AlbertActForMaskedLM", inputs))
+    out, full = outputs["mixed_float16"], outputs["float32"]
+    assert out["logits"].dtype == tf.float16 and models["mixed_float16"].predictions.bias.dtype == "float32"
+    assert out["loss"].dtype == out["updates"].dtype == out["ponder_cost"].dtype == tf.float32
+    np.testing.assert_allclose(out["logits"].numpy(), full["logits"].numpy(), rtol=0, atol=2e-2)  # float16
+    assert abs(float(out["loss"]) - float(full["loss"])) < 1e-2
+
+
 @pytest.mark.filterwarnings("ignore:`shuffle=True` was passed")
 def test_raising_the_ponder_penalty_lowers_mean_updates():
     ids, labels = synthetic_task()
