@@ -850,6 +850,7 @@ class TFAlbertActForSequenceClassification(TFAlbertActTaskModel):
         logits = self.classifier(self.dropout(outputs["pooler_output"], training=training))
         labels, loss = given["labels"], None
         if labels is not None:
+            labels = labels if hasattr(labels, "dtype") else tf.convert_to_tensor(labels)  # a Python list
             problem_type = self.config.problem_type
             if problem_type is None:
                 if self.num_labels == 1:
