@@ -155,6 +155,28 @@ def test_tf1_checkpoint_to_pretraining_model_keeps_heads(tmp_path, tf1_dir):
     assert loaded.predictions.decoder.weight.data_ptr() == loaded.albert.embeddings.word_embeddings.weight.data_ptr()
 
 
+@needs_keras
+def test_tf1_pretraining_checkpoint_to_keras_with_verify(tmp_path, tf1_dir):
+    """A head model goes to a .keras file too; --verify compares its encoder (the `albert` sublayer)."""
+    import keras
+    import torch
+
+    model, directory = tf1_dir
+    report = convert(directory, tmp_path / "pre.keras", to="keras", verify=True,
+                     architecture="AlbertActForPreTraining")
+    assert report.ok and report.verification["keras"]
+    assert "halting counts identical in PyTorch and Keras: yes" in str(report)
+    keras_model = keras.models.load_model(tmp_path / "pre.keras")
+    assert type(keras_model).__name__ == "TFAlbertActForPreTraining"
+    (expected, (ids, mask, types)) = run_pt(model.albert)
+    out = keras_model({"input_ids": ids.astype(np.int32), "attention_mask": mask.astype(np.int32),
+                       "token_type_ids": types.astype(np.int32)})
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(out["updates"]), expected.updates.numpy())
+    with torch.no_grad():
+        logits = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                       token_type_ids=torch.from_numpy(types)).prediction_logits.numpy()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out["prediction_logits"]), logits, rtol=0, atol=1e-5)
+
 def test_tf1_without_config_needs_one(tmp_path, tf1_dir):
     model, directory = tf1_dir
     bare_checkpoint = tmp_path / "ckpt"

@@ -313,7 +313,9 @@ def verify_result(canonical_dir: Path, keras_file: Path | None, state: dict, arc
     else:
         has_pooler = "pooler_output" in pt
         if keras_file is not None:
+            # a task model's encoder is its `albert` sublayer, the twin of PyTorch's `base_model`
             keras_model = keras.models.load_model(keras_file)
+            keras_model = getattr(keras_model, weights.BASE_PREFIX, keras_model)
         else:
             keras_model = tfm.TFAlbertActModel.from_pretrained(canonical_dir, add_pooling_layer=has_pooler)
     if keras_model is None:
