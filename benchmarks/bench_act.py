@@ -7,8 +7,9 @@ A benchmark, not a test. In one run, on the same inputs, it times (medians over 
 - ``act-fast``       AlbertActModel, fast loop (the default under no_grad: only running tokens, cached K/V)
 - ``albert@cap``     transformers AlbertModel with num_hidden_layers = the ACT iteration cap
 - ``albert@mean``    transformers AlbertModel with num_hidden_layers = round(mean updates of the ACT run)
-- ``keras-eager`` / ``keras-xla``  TFAlbertActModel (same weights) eagerly and under jit_compile=True,
-                     when act.tf is importable (skip with --no-keras)
+- ``keras-eager`` / ``keras-xla``  TFAlbertActModel (same weights, its fast loop) eagerly and under
+                     jit_compile=True, when act.tf is importable (skip with --no-keras)
+- ``keras-xla-dense``  TFAlbertActModel with its dense loop, under jit_compile=True
 
 The halting unit of the randomly initialised ACT model is set (bias, gain on a random weight) to give a
 realistic spread of depths (base: mean about 9 of a cap of 24, a tail up to the cap); the histogram is printed.
@@ -45,7 +46,7 @@ SIZES = {
                  num_hidden_layers=6, batch=8, seq=128, bias=-0.2, gain=1.0),
 }
 VOCAB = 30000
-VARIANTS = ("act-dense", "act-fast", "albert@cap", "albert@mean", "keras-eager", "keras-xla")
+VARIANTS = ("act-dense", "act-fast", "albert@cap", "albert@mean", "keras-eager", "keras-xla", "keras-xla-dense")
 
 
 def parse_args(argv=None):
@@ -148,19 +149,22 @@ def keras_available():
     return None
 
 
-def build_keras(args, act_model):
+def build_keras(args, act_model, fast=True):
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised in this process
+        pass
     from act.tf.modeling import TFAlbertActModel
 
-    model = TFAlbertActModel(act_model.config)
+    config = copy.deepcopy(act_model.config)
+    config.act_fast_path = fast
+    model = TFAlbertActModel(config)
     model.build()
     model.load_canonical_state_dict({k: v.detach().cpu().numpy() for k, v in act_model.state_dict().items()})
-    eager = lambda inputs: model(inputs)  # noqa: E731
-    compiled = tf.function(lambda inputs: model(inputs), jit_compile=True)
-    return eager, compiled
+    return model
 
 
 def runners(args, names, act_model=None, ids=None, mask=None, depth=None):
@@ -193,22 +197,26 @@ def runners(args, names, act_model=None, ids=None, mask=None, depth=None):
         out["albert@cap"] = torch_runner(build_albert(args, args.spec["num_hidden_layers"]))
     if "albert@mean" in names:
         out["albert@mean"] = torch_runner(build_albert(args, depth))
-    if {"keras-eager", "keras-xla"} & set(names):
+    if any(name.startswith("keras") for name in names):
         import tensorflow as tf
 
-        eager, compiled = build_keras(args, act_model)
         inputs = {"input_ids": tf.constant(ids.cpu().numpy(), tf.int32),
                   "attention_mask": tf.constant(mask.cpu().numpy(), tf.int32)}
 
-        def keras_runner(function):
+        def keras_runner(model, xla):
+            function = tf.function(model, jit_compile=True) if xla else model
+
             def run():
                 return torch.from_numpy(function(inputs)["updates"].numpy())
             return run
 
+        fast_model = build_keras(args, act_model)
         if "keras-eager" in names:
-            out["keras-eager"] = keras_runner(eager)
+            out["keras-eager"] = keras_runner(fast_model, xla=False)
         if "keras-xla" in names:
-            out["keras-xla"] = keras_runner(compiled)
+            out["keras-xla"] = keras_runner(fast_model, xla=True)
+        if "keras-xla-dense" in names:
+            out["keras-xla-dense"] = keras_runner(build_keras(args, act_model, fast=False), xla=True)
     return out
 
 
@@ -339,7 +347,7 @@ def main(argv=None):
 
     median = {name: statistics.median(values) for name, values in times.items()}
     print(f"\n{args.repeats} timed rounds, medians (load1 before/after: {load:.1f}/{load_after:.1f})")
-    header = (f"{'variant':12s} {'depth':>9s} {'median s':>9s} {'min s':>8s} {'tokens/s':>9s} "
+    header = (f"{'variant':15s} {'depth':>9s} {'median s':>9s} {'min s':>8s} {'tokens/s':>9s} "
               f"{'vs act-dense':>12s} {'time / albert@mean':>18s} {'peak MiB':>9s}")
     print(header)
     print("-" * len(header))
@@ -351,7 +359,7 @@ def main(argv=None):
         relative = median[name] / median["albert@mean"] if "albert@mean" in median else float("nan")
         peak = memory.get(name)
         peak_text = f"{peak / 2**20:9.1f}" if peak is not None else f"{'-':>9s}"
-        print(f"{name:12s} {depth_text:>9s} {median[name]:9.3f} {min(times[name]):8.3f} "
+        print(f"{name:15s} {depth_text:>9s} {median[name]:9.3f} {min(times[name]):8.3f} "
               f"{tokens / median[name]:9.0f} {speedup:11.2f}x {relative:17.2f}x {peak_text}")
         rows.append(dict(variant=name, depth=depth_text, median_s=median[name], min_s=min(times[name]),
                          times_s=times[name], tokens_per_s=tokens / median[name], speedup_vs_dense=speedup,

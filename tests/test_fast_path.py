@@ -212,3 +212,88 @@ def test_fast_path_config_switch_round_trips(tmp_path):
     assert AlbertActModel(AlbertActConfig(**cases.tiny_config_kwargs())).encoder.use_fast_path() is False  # grad on
     with torch.no_grad():
         assert AlbertActModel(AlbertActConfig(**cases.tiny_config_kwargs())).eval().encoder.use_fast_path()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Keras: the fast loop of TFAlbertActEncoder (static capacities under tf.switch_case, so it compiles with XLA)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def keras_pair(regime, seed, activation):
+    """(config, state, fast TF model, dense TF model) with the same weights."""
+    tf = pytest.importorskip("tensorflow")  # noqa: F841
+    from act.tf import TFAlbertActModel
+
+    config, _, state = build(regime, seed=seed, hidden_act=activation)
+    models = []
+    for fast in (True, False):
+        model_config = AlbertActConfig(**cases.tiny_config_kwargs(hidden_act=activation))
+        model_config.act_fast_path = fast
+        model = TFAlbertActModel(model_config)
+        model.build()
+        model.load_canonical_state_dict(state)
+        models.append(model)
+    return config, state, models[0], models[1]
+
+
+def tf_inputs(ids, mask, types):
+    return {"input_ids": ids.astype("int32"), "attention_mask": mask.astype("int32"),
+            "token_type_ids": types.astype("int32")}
+
+
+def assert_keras_same(fast, dense, reference, valid):
+    np.testing.assert_array_equal(fast["updates"].numpy(), dense["updates"].numpy())
+    np.testing.assert_array_equal(fast["updates"].numpy(), reference["updates"])
+    for name in ("last_hidden_state", "pooler_output", "remainders"):
+        np.testing.assert_allclose(fast[name].numpy(), dense[name].numpy(), atol=1e-5, rtol=0, err_msg=name)
+    np.testing.assert_allclose(fast["last_hidden_state"].numpy()[valid], reference["last_hidden_state"][valid],
+                               atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("regime, activation, padding",
+                         [(r, a, p) for (r, a, p) in CASES if p != "none"][::2])
+def test_keras_fast_equals_dense_and_oracle(regime, activation, padding, monkeypatch):
+    config, state, fast_model, dense_model = keras_pair(regime, 3 + len(regime), activation)
+    ids, mask, types = cases.make_inputs(seed=11, batch=4, length=13, padding=padding)
+    reference = oracle.forward(config, state, ids, mask, types)
+    calls = []
+    original = fast_model.encoder.call_fast
+    monkeypatch.setattr(fast_model.encoder, "call_fast", lambda *a, **k: calls.append(1) or original(*a, **k))
+    fast, dense = fast_model(tf_inputs(ids, mask, types)), dense_model(tf_inputs(ids, mask, types))
+    assert calls == [1]
+    assert_keras_same(fast, dense, reference, mask > 0)
+
+
+@pytest.mark.parametrize("regime, padding", [("mixed", "allpad"), ("default", "ragged")])
+def test_keras_fast_under_xla(regime, padding):
+    import tensorflow as tf
+
+    config, state, fast_model, dense_model = keras_pair(regime, 2, "gelu_new")
+    ids, mask, types = cases.make_inputs(seed=5, batch=5, length=14, padding=padding)
+    reference = oracle.forward(config, state, ids, mask, types)
+    fast = tf.function(fast_model, jit_compile=True)(tf_inputs(ids, mask, types))
+    dense = tf.function(dense_model, jit_compile=True)(tf_inputs(ids, mask, types))
+    assert_keras_same(fast, dense, reference, mask > 0)
+    assert len(np.unique(reference["updates"][mask > 0])) >= 2
+
+
+def test_keras_which_path_when(monkeypatch):
+    import tensorflow as tf
+
+    config, state, fast_model, dense_model = keras_pair("mixed", 0, "gelu")
+    ids, mask, types = cases.make_inputs(seed=1, batch=3, length=9)
+    encoder = fast_model.encoder
+    calls = []
+    original = encoder.call_fast
+    monkeypatch.setattr(encoder, "call_fast", lambda *a, **k: calls.append(1) or original(*a, **k))
+    inputs = tf_inputs(ids, mask, types)
+    fast_model(inputs)
+    assert calls == [1]
+    # training, hidden states, attention maps, an unknown batch/length at tracing, the switch: dense
+    out = fast_model(inputs, training=True)
+    out = fast_model(inputs, output_hidden_states=True, output_attentions=True)
+    assert len(out["attentions"]) == int(out["updates"].numpy().max())
+    function = tf.function(fast_model, input_signature=fast_model.serving_input_signature())
+    function(inputs)
+    dense_model(inputs)
+    assert calls == [1]

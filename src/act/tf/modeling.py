@@ -212,7 +212,22 @@ class TFAlbertActLayer(keras.layers.Layer):
 
 
 class TFAlbertActEncoder(keras.layers.Layer):
-    """Projects the embeddings to `hidden_size`, then runs the ACT loop over the shared `albert_layer`."""
+    """Projects the embeddings to `hidden_size`, then runs the ACT loop over the shared `albert_layer`.
+
+    Two loops with the same halting bookkeeping (ACT_SEMANTICS.md), as in PyTorch:
+
+    - the dense loop applies the layer to every token at every iteration (training, `output_hidden_states`,
+      `output_attentions`, inputs whose batch or sequence length is unknown when traced, `config.act_fast_path
+      = False`);
+    - the fast loop (`fast_step`, the default for inference) computes the layer only for the running tokens. XLA
+      needs static shapes, so their number cannot be the size of a tensor: each iteration picks, with
+      `tf.switch_case`, the smallest of a few static capacities (all tokens, 1/2, 1/4, 1/8) that holds every
+      running token, gathers that many tokens (running ones first), computes their queries, FFN and halting
+      unit, and scatters the results back. Keys/values of every token are kept in a cache refreshed only for
+      the gathered tokens; the attention core itself (a few % of the layer) stays dense.
+    """
+
+    FAST_BUCKETS = 4
 
     def __init__(self, config: AlbertActConfig, **kwargs):
         super().__init__(**kwargs)
@@ -228,6 +243,8 @@ class TFAlbertActEncoder(keras.layers.Layer):
     def call(self, embeddings, attention_mask, output_hidden_states=False, output_attentions=False, training=None):
         """`attention_mask`: (batch, seq), 1 for tokens, 0 for padding. Returns a dict (see `TFAlbertActModel`)."""
         hidden = self.embedding_hidden_mapping_in(embeddings)
+        if self.use_fast_path(hidden, output_hidden_states, output_attentions, training):
+            return self.call_fast(hidden, attention_mask)
         state_dtype = halting_dtype(hidden.dtype.name)
         mask = tf.cast(attention_mask, state_dtype)
         additive_mask = ((1.0 - tf.cast(attention_mask, hidden.dtype))
@@ -283,6 +300,86 @@ class TFAlbertActEncoder(keras.layers.Layer):
             "hidden_states": self._history(all_hidden, steps, cap + 1, 1, hidden) if output_hidden_states else None,
             "attentions": self._history(all_attentions, steps, cap, 0, None) if output_attentions else None,
         }
+
+    def use_fast_path(self, hidden, output_hidden_states=False, output_attentions=False, training=None) -> bool:
+        """Whether `call` takes the fast loop (see the class docstring)."""
+        return (bool(getattr(self.config, "act_fast_path", True)) and not training and not output_hidden_states
+                and not output_attentions and hidden.shape[0] is not None and hidden.shape[1] is not None)
+
+    def call_fast(self, hidden, attention_mask):
+        """The fast ACT loop: `tf.switch_case` over static capacities inside the `tf.while_loop`."""
+        state_dtype = halting_dtype(hidden.dtype.name)
+        mask = tf.cast(attention_mask, state_dtype)
+        additive_mask = ((1.0 - tf.cast(attention_mask, hidden.dtype))
+                         * additive_mask_value(hidden.dtype.name))[:, None, None, :]
+        cap = int(self.config.num_hidden_layers)
+        threshold = 1.0 - self.config.act_epsilon
+        shape = (int(hidden.shape[0]), int(hidden.shape[1]), self.config.hidden_size)
+        capacities = [shape[0] * shape[1]]
+        while len(capacities) < self.FAST_BUCKETS and capacities[-1] > 1:
+            capacities.append((capacities[-1] + 1) // 2)
+        attention = self.albert_layer.attention
+        state = (hidden, attention.key(hidden), attention.value(hidden), 1.0 - mask,  # padding starts halted
+                 tf.zeros_like(mask), tf.zeros_like(mask))
+
+        def condition(hidden, keys, values, halting, remainders, updates):
+            return tf.reduce_any(halting < threshold)
+
+        def body(*state):
+            count = tf.reduce_sum(tf.cast(state[3] < 1.0, tf.int32))
+            branch = tf.reduce_sum(tf.cast(tf.constant(capacities[1:], tf.int32) >= count, tf.int32))
+            return tf.switch_case(branch, [
+                (lambda capacity=capacity: self.fast_step(capacity, state, additive_mask, threshold, shape))
+                for capacity in capacities])
+
+        hidden, _, _, halting, remainders, updates = tf.while_loop(condition, body, state, maximum_iterations=cap)
+        return {"last_hidden_state": hidden, "updates": updates, "remainders": remainders,
+                "hidden_states": None, "attentions": None}
+
+    def fast_step(self, capacity, state, additive_mask, threshold, shape):
+        """One iteration computing the layer for `capacity` tokens (every running token, then halted fillers
+        whose update weight is 0). Same bookkeeping, same operation order as the dense loop."""
+        hidden, keys, values, halting, remainders, updates = state
+        batch, length, width = shape
+        layer = self.albert_layer
+        attention = layer.attention
+        state_dtype = halting.dtype
+        run_mask = halting < 1.0
+        flat = tf.reshape(hidden, (batch * length, width))
+        order = tf.argsort(tf.cast(tf.reshape(run_mask, (-1,)), tf.int32), direction="DESCENDING",
+                           stable=True)[:capacity][:, None]
+        states = tf.gather_nd(flat, order)[None]  # (1, capacity, hidden)
+        # attention core over every position (queries of the others are zero and their context is dropped)
+        query = tf.scatter_nd(order, attention.query(states)[0], (batch * length, width))
+        query = attention.split_heads(tf.reshape(query, (batch, length, width)))
+        scores = tf.einsum("bhqd,bhkd->bhqk", query, attention.split_heads(keys)) * tf.cast(attention.scaling,
+                                                                                             query.dtype)
+        weights = tf.nn.softmax(scores + tf.cast(additive_mask, scores.dtype), axis=-1)
+        context = tf.transpose(tf.einsum("bhqk,bhkd->bhqd", weights, attention.split_heads(values)), (0, 2, 1, 3))
+        context = tf.gather_nd(tf.reshape(context, (batch * length, width)), order)[None]
+        attention_output = layer.LayerNorm(states + attention.dense(context))
+        output = layer.full_layer_layer_norm(
+            attention_output + layer.ffn_output(layer.activation(layer.ffn(attention_output))))
+        probability = tf.scatter_nd(order, tf.cast(layer.act(output)[0], state_dtype), (batch * length,))
+        probability = tf.reshape(probability, (batch, length))
+        running = tf.cast(run_mask, state_dtype)
+        total = halting + probability * running
+        new_halted = tf.cast(total > threshold, state_dtype) * running
+        running = tf.cast(total <= threshold, state_dtype) * running
+        halting = halting + probability * running
+        remainders = remainders + new_halted * (1.0 - halting)
+        halting = halting + new_halted * remainders
+        updates = updates + running + new_halted
+        weight = tf.cast(probability * running + new_halted * remainders, hidden.dtype)
+        weight = tf.gather_nd(tf.reshape(weight, (-1,)), order)[None, :, None]
+        new_states = output * weight + states * (1.0 - weight)  # fillers: weight 0, the state exactly
+
+        def refresh(table, rows):
+            return tf.reshape(tf.tensor_scatter_nd_update(tf.reshape(table, (-1, width)), order, rows[0]),
+                              (batch, length, width))
+
+        return (refresh(hidden, new_states), refresh(keys, attention.key(new_states)),
+                refresh(values, attention.value(new_states)), halting, remainders, updates)
 
     @staticmethod
     def _history(array, steps, size, offset, fill):
