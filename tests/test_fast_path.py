@@ -297,3 +297,17 @@ def test_keras_which_path_when(monkeypatch):
     function(inputs)
     dense_model(inputs)
     assert calls == [1]
+
+
+def test_readme_speed_section_runs():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = re.search(r"<!-- section:speed -->(.*?)<!-- /section:speed -->", text, flags=re.S).group(1)
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert blocks and "benchmarks/bench_act.py" in section
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "README.md#speed", "exec"), namespace)
+    assert torch.equal(namespace["fast"].updates, namespace["dense"].updates)
