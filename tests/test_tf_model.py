@@ -262,15 +262,16 @@ def test_fit_with_dropout_under_xla_updates_the_shared_layer(tmp_path):
     assert not np.allclose(a["last_hidden_state"].numpy(), c["last_hidden_state"].numpy())
 
 
-def test_mixed_precision_keeps_halting_in_float32():
+@pytest.mark.parametrize("policy, compute", [("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")])
+def test_mixed_precision_keeps_halting_in_float32(policy, compute):
     config = config_for()
     _, state = pt_model_for(config, regime="step1")
     ids, mask, types = cases.make_inputs(8, padding="allpad")
-    model = TFAlbertActModel(config, dtype="mixed_float16")
+    model = TFAlbertActModel(config, dtype=policy)
     model.build()
     model.load_canonical_state_dict(state)
     out = model(tf_inputs(ids, mask, types))
-    assert out["last_hidden_state"].dtype == tf.float16
+    assert out["last_hidden_state"].dtype == compute
     assert out["updates"].dtype == out["remainders"].dtype == tf.float32
     assert model.encoder.albert_layer.act.dense.kernel.dtype == "float32"
     assert np.array_equal(out["updates"].numpy(), mask.astype("float32"))  # step1: every real token, once

@@ -58,7 +58,7 @@ def halting_dtype(compute_dtype: str) -> str:
 
 def additive_mask_value(dtype: str) -> float:
     """A large finite negative number for masked attention logits (never -inf, so all-padding rows stay finite)."""
-    return max(float(np.finfo(dtype).min) / 2.0, -1e9)
+    return max(float(tf.as_dtype(dtype).min) / 2.0, -1e9)  # tf's dtypes know bfloat16; np.finfo does not
 
 
 def initializer(config: AlbertActConfig):
@@ -71,6 +71,32 @@ def projection(units: int, name: str, config: AlbertActConfig, dtype) -> keras.l
         "abc,cd->abd", output_shape=(None, units), bias_axes="d", kernel_initializer=initializer(config),
         bias_initializer="zeros", name=name, dtype=dtype,
     )
+
+
+IGNORE_INDEX = -100  # the label a cross-entropy ignores (torch's default `ignore_index`)
+CONSTRUCTOR_KWARGS = ("name", "dtype", "trainable", "add_pooling_layer")  # from_pretrained keywords that are not config overrides
+
+
+def loss_dtype(logits) -> str:
+    """Losses are computed in float32 (float64 for a float64 model), even under mixed precision."""
+    return halting_dtype(logits.dtype.name)
+
+
+def cross_entropy(logits, labels, ignore_index=IGNORE_INDEX):
+    """`torch.nn.functional.cross_entropy` on (..., classes) logits and integer labels of the leading shape:
+    the mean over the labels that are not `ignore_index` (NaN when every label is ignored, as in torch)."""
+    classes = logits.shape[-1] if logits.shape[-1] is not None else tf.shape(logits)[-1]
+    logits = tf.reshape(tf.cast(logits, loss_dtype(logits)), (-1, classes))
+    labels = tf.reshape(tf.cast(labels, "int32"), (-1,))
+    keep = labels != tf.cast(ignore_index, "int32")
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(keep, labels, 0), logits=logits)
+    weight = tf.cast(keep, losses.dtype)
+    return tf.reduce_sum(losses * weight) / tf.reduce_sum(weight)
+
+
+def is_integer(tensor) -> bool:
+    dtype = tensor.dtype
+    return dtype.is_integer if isinstance(dtype, tf.DType) else np.issubdtype(dtype, np.integer)
 
 
 class TFAlbertActEmbeddings(keras.layers.Layer):
@@ -396,13 +422,29 @@ class TFAlbertActEncoder(keras.layers.Layer):
 
 
 class TFAlbertActPreTrainedModel(keras.Model):
-    """Config (de)serialisation, checkpoint loading/saving in the canonical format, and input validation."""
+    """Config (de)serialisation, checkpoint loading/saving in the canonical format, input validation, and what
+    every task model shares (PyTorch keeps the same helpers on `AlbertActPreTrainedModel`):
+
+    - labels: `call` takes them as keywords or as entries of the input dict (`label_names`);
+    - the ponder cost: with ``config.ponder_penalty > 0`` every task call adds ``ponder_penalty * ponder_cost`` with
+      `add_loss`, so `fit` with a compiled task loss trains with it; with labels, the returned ``loss`` is the task
+      loss plus that term, exactly like PyTorch;
+    - `compile(loss=...)`: the compiled loss (and metrics) see the prediction outputs (`prediction_names`) only:
+      the logits tensor for one prediction, else a dict of the predictions (compile with a dict of losses, and
+      give `fit` a dict of targets with the same keys);
+    - loading: `from_pretrained` loads a checkpoint of the bare model or of any head.
+    """
 
     def __init__(self, config: AlbertActConfig | dict, **kwargs):
         if isinstance(config, dict):
             config = AlbertActConfig.from_dict(config)
         super().__init__(**kwargs)
         self.config = config
+
+    # Task models: the label keywords `call` takes (also as entries of the input dict), and the outputs the
+    # compiled loss and metrics see (the logits tensor for one name, else a dict). The bare model: none.
+    label_names: tuple = ()
+    prediction_names: tuple = ()
 
     # -- Keras serialisation ----------------------------------------------------------------------------------
 
@@ -456,33 +498,124 @@ class TFAlbertActPreTrainedModel(keras.Model):
         return {name: tuple(reversed(variable.shape)) if transpose else tuple(variable.shape)
                 for name, (variable, transpose) in self.canonical_variables().items()}
 
-    def load_canonical_state_dict(self, state: dict, source: str = "state dict") -> None:
-        """Check a canonical state dict against the model (names, shapes) and assign it."""
-        state = self._select_prefix(state)
-        weights_lib.check_state_dict(state, self.expected_shapes(), source)
-        for name, (variable, transpose) in self.canonical_variables().items():
-            value = np.asarray(state[name])
-            variable.assign(np.asarray(value.T if transpose else value, dtype=variable.dtype))
+    # -- task models: labels, the ponder cost, compile / fit ----------------------------------------------------
 
-    def _select_prefix(self, state: dict) -> dict:
-        """The bare model loads a task model's checkpoint: take the encoder under `albert.`, drop the head.
-        A model built without a pooler ignores the checkpoint's pooler (as PyTorch does)."""
+    def split_labels(self, inputs, **labels):
+        """Take the label entries out of a dict input; labels given as keywords take precedence."""
+        if isinstance(inputs, dict):
+            inputs = dict(inputs)
+            for name in self.label_names:
+                value = inputs.pop(name, None)
+                if labels.get(name) is None:
+                    labels[name] = value
+        return inputs, labels
+
+    def encode(self, inputs, attention_mask, token_type_ids, training, output_attentions, output_hidden_states):
+        return self.albert(inputs, attention_mask=attention_mask, token_type_ids=token_type_ids, training=training,
+                           output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+
+    def task_outputs(self, outputs, loss, **predictions) -> dict:
+        """The output dict: loss (+ penalty * ponder cost), the predictions, the halting fields; adds the ponder
+        term with `add_loss` when the penalty is > 0 (ACT_SEMANTICS.md, "Ponder cost")."""
+        penalty = float(self.config.ponder_penalty or 0.0)
+        ponder_cost = outputs["ponder_cost"]
+        if penalty:
+            self.add_loss(penalty * ponder_cost)
+        result = {}
+        if loss is not None:
+            result["loss"] = loss + tf.cast(penalty * ponder_cost, loss.dtype) if penalty else loss
+        result.update(predictions)
+        for name in ("updates", "remainders", "ponder_cost", "hidden_states", "attentions"):
+            if name in outputs:
+                result[name] = outputs[name]
+        return result
+
+    def predictions_for_loss(self, y_pred):
+        if not isinstance(y_pred, dict) or not self.prediction_names:
+            return y_pred
+        if len(self.prediction_names) == 1:
+            return y_pred[self.prediction_names[0]]
+        return {name: y_pred[name] for name in self.prediction_names}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss on the predictions, plus the `add_loss` terms (the ponder cost)."""
+        return super().compute_loss(x=x, y=y, y_pred=self.predictions_for_loss(y_pred), sample_weight=sample_weight,
+                                    training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, self.predictions_for_loss(y_pred), sample_weight)
+
+    # -- weights ------------------------------------------------------------------------------------------------
+
+    def get_input_embeddings(self) -> keras.layers.Embedding:
+        """The word embeddings (a task model's are its encoder's; `TFAlbertActModel` owns them)."""
+        return getattr(self, weights_lib.BASE_PREFIX).get_input_embeddings()
+
+    def load_canonical_state_dict(self, state: dict, source: str = "state dict", strict: bool = True) -> None:
+        """Check a canonical state dict against the model (names, shapes) and assign it.
+
+        Accepted as in PyTorch: in a task model, the encoder without the `albert.` prefix (a bare-model
+        checkpoint); in the bare model, a task checkpoint (its encoder is taken, its head left alone); tied copies
+        (`act.weights.TIED`) and, in a model without a pooler, the checkpoint's pooler. ``strict=False`` (what
+        `from_pretrained` uses, like transformers): head weights of this model that the checkpoint lacks keep
+        their fresh initialisation, and weights of other heads are skipped, with a warning; the encoder must be
+        complete either way.
+        """
+        import warnings
+
+        expected = self.expected_shapes()
         prefix = weights_lib.BASE_PREFIX + "."
-        expected = self.canonical_variables()
-        if not any(name in state for name in expected) and any(name.startswith(prefix) for name in state):
-            state = {name[len(prefix):]: value for name, value in state.items() if name.startswith(prefix)}
-        if getattr(self, "pooler", True) is None:
-            state = {name: value for name, value in state.items() if name.partition(".")[0] != "pooler"}
-        return state
+        state = dict(state)
+        checkpoint_prefixed = any(name.startswith(prefix) for name in state)
+        if hasattr(self, weights_lib.BASE_PREFIX):  # a task model: the encoder lives under `albert.`
+            encoder, encoder_prefix = getattr(self, weights_lib.BASE_PREFIX), prefix
+            if not checkpoint_prefixed:  # a bare-encoder checkpoint
+                state = {name if weights_lib.is_head_name(name) or weights_lib.is_ignored(name) else prefix + name:
+                         value for name, value in state.items()}
+        else:  # the bare model: a task checkpoint gives its encoder, the head is not ours to check
+            encoder, encoder_prefix = self, ""
+            if checkpoint_prefixed:
+                state = {name[len(prefix):]: value for name, value in state.items() if name.startswith(prefix)}
+        state = weights_lib.drop_tied(state)
+        if encoder.pooler is None:
+            state = {name: value for name, value in state.items()
+                     if not name.startswith(encoder_prefix + "pooler.")}
+        allow_missing = ()
+        if not strict:
+            skipped = sorted(name for name in state if name not in expected and weights_lib.is_head_name(name))
+            state = {name: value for name, value in state.items() if name not in skipped}
+            allow_missing = tuple(sorted(name for name in expected
+                                         if name not in state and weights_lib.is_head_name(name)))
+            if skipped:
+                warnings.warn(f"{source}: weights not used by {type(self).__name__}: {', '.join(skipped)}",
+                              stacklevel=2)
+            if allow_missing:
+                warnings.warn(f"{source}: {type(self).__name__} weights not in the checkpoint, newly initialised "
+                              f"(train them before use): {', '.join(allow_missing)}", stacklevel=2)
+        weights_lib.check_state_dict(state, expected, source, allow_missing=allow_missing)
+        for name, (variable, transpose) in self.canonical_variables().items():
+            if name in state:
+                value = np.asarray(state[name])
+                variable.assign(np.asarray(value.T if transpose else value, dtype=variable.dtype))
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, **kwargs):
-        """Load `config.json` and the weights (model.safetensors, pytorch_model.bin or tf_model.h5) of a directory."""
-        config = AlbertActConfig.from_dict(weights_lib.read_config(directory))
+        """Load `config.json` and the weights (model.safetensors, pytorch_model.bin or tf_model.h5) of a directory:
+        any checkpoint of the bare model or of a head.
+
+        Keywords that are config attributes override `config.json` (e.g. ``num_labels=3``, ``ponder_penalty=1e-3``),
+        as in transformers; ``name``, ``dtype`` and ``trainable`` go to the Keras constructor.
+        """
+        overrides = {key: kwargs.pop(key) for key in list(kwargs) if key not in CONSTRUCTOR_KWARGS}
+        raw = weights_lib.read_config(directory)
+        config, unused = AlbertActConfig.from_dict(raw, return_unused_kwargs=True, **overrides)
+        if unused:
+            raise TypeError(f"{cls.__name__}.from_pretrained: unknown arguments {sorted(unused)} (neither a config "
+                            f"attribute nor one of {CONSTRUCTOR_KWARGS})")
         model = cls(config, **kwargs)
         model.build()
         path = weights_lib.find_weights(directory)
-        model.load_canonical_state_dict(weights_lib.read_weights(path), source=str(path))
+        model.load_canonical_state_dict(weights_lib.read_weights(path), source=str(path), strict=False)
         return model
 
     def save_pretrained(self, directory: str | os.PathLike):
@@ -650,158 +783,6 @@ class TFAlbertActModel(TFAlbertActPreTrainedModel):
 # Task heads (mirrors of the PyTorch heads, same order and attribute names)
 # ---------------------------------------------------------------------------------------------------------------
 
-IGNORE_INDEX = -100  # the label a cross-entropy ignores (torch's default `ignore_index`)
-CONSTRUCTOR_KWARGS = ("name", "dtype", "trainable")  # from_pretrained keywords that are not config overrides
-
-
-def loss_dtype(logits) -> str:
-    """Losses are computed in float32 (float64 for a float64 model), even under mixed precision."""
-    return halting_dtype(logits.dtype.name)
-
-
-def cross_entropy(logits, labels, ignore_index=IGNORE_INDEX):
-    """`torch.nn.functional.cross_entropy` on (..., classes) logits and integer labels of the leading shape:
-    the mean over the labels that are not `ignore_index` (NaN when every label is ignored, as in torch)."""
-    classes = logits.shape[-1] if logits.shape[-1] is not None else tf.shape(logits)[-1]
-    logits = tf.reshape(tf.cast(logits, loss_dtype(logits)), (-1, classes))
-    labels = tf.reshape(tf.cast(labels, "int32"), (-1,))
-    keep = labels != tf.cast(ignore_index, "int32")
-    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(keep, labels, 0), logits=logits)
-    weight = tf.cast(keep, losses.dtype)
-    return tf.reduce_sum(losses * weight) / tf.reduce_sum(weight)
-
-
-def is_integer(tensor) -> bool:
-    dtype = tensor.dtype
-    return dtype.is_integer if isinstance(dtype, tf.DType) else np.issubdtype(dtype, np.integer)
-
-
-class TFAlbertActTaskModel(TFAlbertActPreTrainedModel):
-    """What every Keras task model shares (PyTorch keeps the same helpers on `AlbertActPreTrainedModel`).
-
-    - labels: `call` takes them as keywords or as entries of the input dict (`label_names`);
-    - the ponder cost: with ``config.ponder_penalty > 0`` every call adds ``ponder_penalty * ponder_cost`` with
-      `add_loss`, so `fit` with a compiled task loss trains with it; with labels, the returned ``loss`` is the task
-      loss plus that term, exactly like PyTorch;
-    - `compile(loss=...)`: the compiled loss (and metrics) see the prediction outputs (`prediction_names`) only:
-      the logits tensor for one prediction, else a dict of the predictions (compile with a dict of losses, and
-      give `fit` a dict of targets with the same keys);
-    - loading: `from_pretrained` loads a checkpoint of this head, of another head or of the bare encoder.
-    """
-
-    label_names: tuple = ("labels",)
-    prediction_names: tuple = ("logits",)
-
-    def split_labels(self, inputs, **labels):
-        """Take the label entries out of a dict input; labels given as keywords take precedence."""
-        if isinstance(inputs, dict):
-            inputs = dict(inputs)
-            for name in self.label_names:
-                value = inputs.pop(name, None)
-                if labels.get(name) is None:
-                    labels[name] = value
-        return inputs, labels
-
-    def encode(self, inputs, attention_mask, token_type_ids, training, output_attentions, output_hidden_states):
-        return self.albert(inputs, attention_mask=attention_mask, token_type_ids=token_type_ids, training=training,
-                           output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-
-    def task_outputs(self, outputs, loss, **predictions) -> dict:
-        """The output dict: loss (+ penalty * ponder cost), the predictions, the halting fields; adds the ponder
-        term with `add_loss` when the penalty is > 0 (ACT_SEMANTICS.md, "Ponder cost")."""
-        penalty = float(self.config.ponder_penalty or 0.0)
-        ponder_cost = outputs["ponder_cost"]
-        if penalty:
-            self.add_loss(penalty * ponder_cost)
-        result = {}
-        if loss is not None:
-            result["loss"] = loss + tf.cast(penalty * ponder_cost, loss.dtype) if penalty else loss
-        result.update(predictions)
-        for name in ("updates", "remainders", "ponder_cost", "hidden_states", "attentions"):
-            if name in outputs:
-                result[name] = outputs[name]
-        return result
-
-    # -- compile / fit ------------------------------------------------------------------------------------------
-
-    def predictions_for_loss(self, y_pred):
-        if not isinstance(y_pred, dict):
-            return y_pred
-        if len(self.prediction_names) == 1:
-            return y_pred[self.prediction_names[0]]
-        return {name: y_pred[name] for name in self.prediction_names}
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """The compiled loss on the predictions, plus the `add_loss` terms (the ponder cost)."""
-        return super().compute_loss(x=x, y=y, y_pred=self.predictions_for_loss(y_pred), sample_weight=sample_weight,
-                                    training=training)
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return super().compute_metrics(x, y, self.predictions_for_loss(y_pred), sample_weight)
-
-    # -- weights ------------------------------------------------------------------------------------------------
-
-    def get_input_embeddings(self) -> keras.layers.Embedding:
-        return self.albert.get_input_embeddings()
-
-    def load_canonical_state_dict(self, state: dict, source: str = "state dict", strict: bool = True) -> None:
-        """Check a canonical state dict against the model (names, shapes) and assign it.
-
-        Accepted as in PyTorch: the encoder without the `albert.` prefix (a bare-model checkpoint), tied copies
-        (`act.weights.TIED`) and, in a model without a pooler, the checkpoint's pooler. ``strict=False`` (what
-        `from_pretrained` uses, like transformers): head weights of this model that the checkpoint lacks keep
-        their fresh initialisation, and weights of other heads are skipped, with a warning; the encoder must be
-        complete either way.
-        """
-        import warnings
-
-        expected = self.expected_shapes()
-        prefix = weights_lib.BASE_PREFIX + "."
-        state = dict(state)
-        if not any(name.startswith(prefix) for name in state):  # a bare-encoder checkpoint
-            state = {name if weights_lib.is_head_name(name) or weights_lib.is_ignored(name) else prefix + name: value
-                     for name, value in state.items()}
-        state = weights_lib.drop_tied(state)
-        if self.albert.pooler is None:
-            state = {name: value for name, value in state.items() if not name.startswith(prefix + "pooler.")}
-        allow_missing = ()
-        if not strict:
-            skipped = sorted(name for name in state if name not in expected and weights_lib.is_head_name(name))
-            state = {name: value for name, value in state.items() if name not in skipped}
-            allow_missing = tuple(sorted(name for name in expected
-                                         if name not in state and weights_lib.is_head_name(name)))
-            if skipped:
-                warnings.warn(f"{source}: weights not used by {type(self).__name__}: {', '.join(skipped)}",
-                              stacklevel=2)
-            if allow_missing:
-                warnings.warn(f"{source}: {type(self).__name__} weights not in the checkpoint, newly initialised "
-                              f"(train them before use): {', '.join(allow_missing)}", stacklevel=2)
-        weights_lib.check_state_dict(state, expected, source, allow_missing=allow_missing)
-        for name, (variable, transpose) in self.canonical_variables().items():
-            if name in state:
-                value = np.asarray(state[name])
-                variable.assign(np.asarray(value.T if transpose else value, dtype=variable.dtype))
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, **kwargs):
-        """Load `config.json` and the weights of a directory (any checkpoint of the bare model or of a head).
-
-        Keywords that are config attributes override `config.json` (e.g. ``num_labels=3``, ``ponder_penalty=1e-3``),
-        as in transformers; ``name``, ``dtype`` and ``trainable`` go to the Keras constructor.
-        """
-        overrides = {key: kwargs.pop(key) for key in list(kwargs) if key not in CONSTRUCTOR_KWARGS}
-        raw = weights_lib.read_config(directory)
-        config, unused = AlbertActConfig.from_dict(raw, return_unused_kwargs=True, **overrides)
-        if unused:
-            raise TypeError(f"{cls.__name__}.from_pretrained: unknown arguments {sorted(unused)} (neither a config "
-                            f"attribute nor one of {CONSTRUCTOR_KWARGS})")
-        model = cls(config, **kwargs)
-        model.build()
-        path = weights_lib.find_weights(directory)
-        model.load_canonical_state_dict(weights_lib.read_weights(path), source=str(path), strict=False)
-        return model
-
-
 class TFAlbertActMLMHead(keras.layers.Layer):
     """Masked-LM head: dense -> activation -> LayerNorm -> decoder (tied to the word embeddings) + bias.
 
@@ -848,7 +829,7 @@ class TFAlbertActSOPHead(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="act")
-class TFAlbertActForPreTraining(TFAlbertActTaskModel):
+class TFAlbertActForPreTraining(TFAlbertActPreTrainedModel):
     """ALBERT-ACT with the pre-training heads: masked LM + sentence-order prediction (+ ponder cost).
 
     Outputs ``prediction_logits`` (batch, seq, vocab) and ``sop_logits`` (batch, 2). `labels`: (batch, seq) token
@@ -893,8 +874,11 @@ class TFAlbertActForPreTraining(TFAlbertActTaskModel):
 
 
 @keras.saving.register_keras_serializable(package="act")
-class TFAlbertActForMaskedLM(TFAlbertActTaskModel):
+class TFAlbertActForMaskedLM(TFAlbertActPreTrainedModel):
     """ALBERT-ACT with the masked-LM head (decoder tied to the word embeddings). `labels`: -100 = not masked."""
+
+    label_names = ("labels",)
+    prediction_names = ("logits",)
 
     def __init__(self, config: AlbertActConfig | dict, name="tf_albert_act_for_masked_lm", **kwargs):
         super().__init__(config, name=name, **kwargs)
@@ -922,8 +906,11 @@ class TFAlbertActForMaskedLM(TFAlbertActTaskModel):
 
 
 @keras.saving.register_keras_serializable(package="act")
-class TFAlbertActForSequenceClassification(TFAlbertActTaskModel):
+class TFAlbertActForSequenceClassification(TFAlbertActPreTrainedModel):
     """Classification/regression on the pooled output (transformers' problem_type rules)."""
+
+    label_names = ("labels",)
+    prediction_names = ("logits",)
 
     def __init__(self, config: AlbertActConfig | dict, name="tf_albert_act_for_sequence_classification", **kwargs):
         super().__init__(config, name=name, **kwargs)
@@ -971,8 +958,11 @@ class TFAlbertActForSequenceClassification(TFAlbertActTaskModel):
 
 
 @keras.saving.register_keras_serializable(package="act")
-class TFAlbertActForTokenClassification(TFAlbertActTaskModel):
+class TFAlbertActForTokenClassification(TFAlbertActPreTrainedModel):
     """A label per token (e.g. NER), on the final token states. `labels`: (batch, seq), -100 = ignored."""
+
+    label_names = ("labels",)
+    prediction_names = ("logits",)
 
     def __init__(self, config: AlbertActConfig | dict, name="tf_albert_act_for_token_classification", **kwargs):
         super().__init__(config, name=name, **kwargs)
@@ -998,7 +988,7 @@ class TFAlbertActForTokenClassification(TFAlbertActTaskModel):
 
 
 @keras.saving.register_keras_serializable(package="act")
-class TFAlbertActForQuestionAnswering(TFAlbertActTaskModel):
+class TFAlbertActForQuestionAnswering(TFAlbertActPreTrainedModel):
     """Extractive QA: start/end logits per token (`qa_outputs`, num_labels = 2).
 
     `start_positions` / `end_positions`: (batch,); positions outside the input are ignored, as in transformers.
@@ -1039,11 +1029,14 @@ class TFAlbertActForQuestionAnswering(TFAlbertActTaskModel):
 
 
 @keras.saving.register_keras_serializable(package="act")
-class TFAlbertActForMultipleChoice(TFAlbertActTaskModel):
+class TFAlbertActForMultipleChoice(TFAlbertActPreTrainedModel):
     """Multiple choice: inputs (batch, num_choices, seq_len), one score per choice from the pooled output.
 
     `updates` and `remainders` come back as (batch, num_choices, seq_len); `labels`: (batch,) the right choice.
     """
+
+    label_names = ("labels",)
+    prediction_names = ("logits",)
 
     def __init__(self, config: AlbertActConfig | dict, name="tf_albert_act_for_multiple_choice", **kwargs):
         super().__init__(config, name=name, **kwargs)
