@@ -61,6 +61,7 @@ def test_published_config_with_legacy_keys_loads(tmp_path):
         (dict(layer_norm_eps=0.0), "layer_norm_eps"),
         (dict(position_embedding_type="relative_key"), "position_embedding_type"),
         (dict(vocab_size=10, pad_token_id=10), "pad_token_id"),
+        (dict(act_fast_path="yes"), "act_fast_path"),
     ],
 )
 def test_nonsense_is_rejected(kwargs, message):

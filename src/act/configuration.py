@@ -29,6 +29,8 @@ class AlbertActConfig(PretrainedConfig):
             (The name is kept from ALBERT because the published checkpoints use it; tiny/small/base use 6/12/24.)
         act_epsilon: a token halts once its accumulated halting probability exceeds ``1 - act_epsilon``.
         ponder_penalty: weight ``tau`` of the ponder cost added to task losses (0 disables it).
+        act_fast_path: inference skips halted tokens (cached keys/values; see the README's speed section).
+            False forces the dense loop everywhere. It never changes the result, only the cost.
         Other arguments are ALBERT's.
     """
 
@@ -50,6 +52,7 @@ class AlbertActConfig(PretrainedConfig):
     classifier_dropout_prob: int | float = 0.1
     act_epsilon: float = 0.01
     ponder_penalty: float = 0.0
+    act_fast_path: bool = True
     pad_token_id: int | None = 0
     bos_token_id: int | None = 2
     eos_token_id: int | None = 3
@@ -97,6 +100,8 @@ class AlbertActConfig(PretrainedConfig):
             raise ValueError(f"act_epsilon must lie strictly between 0 and 1, got {self.act_epsilon!r}")
         if not isinstance(self.ponder_penalty, (int, float)) or self.ponder_penalty < 0:
             raise ValueError(f"ponder_penalty must be >= 0, got {self.ponder_penalty!r}")
+        if not isinstance(self.act_fast_path, bool):
+            raise ValueError(f"act_fast_path must be True or False, got {self.act_fast_path!r}")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout_prob"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:

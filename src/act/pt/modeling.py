@@ -36,6 +36,24 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
     return output, weights
 
 
+def halting_step(halting, remainders, updates, probability, threshold):
+    """One ACT halting step (ACT_SEMANTICS.md), on (batch, seq) tensors, in the spec's order of operations.
+
+    Returns the new (halting, remainders, updates) and each token's update weight w: its new state is
+    ``out * w + h * (1 - w)`` (w = 0 for a token that is not running: it keeps its state exactly).
+    """
+    dtype = halting.dtype
+    running = (halting < 1.0).to(dtype)
+    total = halting + probability * running
+    new_halted = (total > threshold).to(dtype) * running
+    running = (total <= threshold).to(dtype) * running
+    halting = halting + probability * running
+    remainders = remainders + new_halted * (1.0 - halting)
+    halting = halting + new_halted * remainders
+    updates = updates + running + new_halted
+    return halting, remainders, updates, probability * running + new_halted * remainders
+
+
 class AlbertActEmbeddings(nn.Module):
     """Word + position + token type embeddings of width `embedding_size`, LayerNorm, dropout."""
 
@@ -204,7 +222,7 @@ class AlbertActEncoder(nn.Module):
     def use_fast_path(self, output_attentions=False, fast_path=None) -> bool:
         """Whether `forward` takes the fast loop (see the class docstring)."""
         if fast_path is None:
-            fast_path = getattr(self.config, "act_fast_path", True)
+            fast_path = self.config.act_fast_path
         dropout = self.config.hidden_dropout_prob or self.config.attention_probs_dropout_prob
         return bool(fast_path) and not output_attentions and not torch.is_grad_enabled() \
             and not (self.training and dropout)
@@ -243,15 +261,8 @@ class AlbertActEncoder(nn.Module):
             if not bool((halting < threshold).any()):
                 break
             output, probability, weights = self.albert_layer(hidden, additive_mask, output_attentions)
-            running = (halting < 1.0).to(hidden.dtype)
-            total = halting + probability * running
-            new_halted = (total > threshold).to(hidden.dtype) * running
-            running = (total <= threshold).to(hidden.dtype) * running
-            halting = halting + probability * running
-            remainders = remainders + new_halted * (1.0 - halting)
-            halting = halting + new_halted * remainders
-            updates = updates + running + new_halted
-            weight = (probability * running + new_halted * remainders).unsqueeze(-1)
+            halting, remainders, updates, weight = halting_step(halting, remainders, updates, probability, threshold)
+            weight = weight.unsqueeze(-1)
             hidden = output * weight + hidden * (1.0 - weight)
             if output_hidden_states:
                 all_hidden = all_hidden + (hidden,)
@@ -330,16 +341,8 @@ class AlbertActEncoder(nn.Module):
             # is not running is only ever multiplied by running = 0 there, so it is 0 here.
             probability = halting.new_zeros(batch * length).index_copy_(0, index, probability_running)
             probability = probability.view(batch, length)
-            running = run_mask.to(hidden.dtype)
-            total = halting + probability * running
-            new_halted = (total > threshold).to(hidden.dtype) * running
-            running = (total <= threshold).to(hidden.dtype) * running
-            halting = halting + probability * running
-            remainders = remainders + new_halted * (1.0 - halting)
-            halting = halting + new_halted * remainders
-            updates = updates + running + new_halted
-            weight = (probability * running + new_halted * remainders).reshape(-1).index_select(0, index)
-            weight = weight.unsqueeze(-1)
+            halting, remainders, updates, weight = halting_step(halting, remainders, updates, probability, threshold)
+            weight = weight.reshape(-1).index_select(0, index).unsqueeze(-1)
             # A token outside `index` has weight 0 in the dense loop and keeps its state exactly; the running ones
             # get exactly out * w + h * (1 - w).
             stale_states = output * weight + states * (1.0 - weight)

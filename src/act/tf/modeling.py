@@ -99,6 +99,24 @@ def is_integer(tensor) -> bool:
     return dtype.is_integer if isinstance(dtype, tf.DType) else np.issubdtype(dtype, np.integer)
 
 
+def halting_step(halting, remainders, updates, probability, threshold):
+    """One ACT halting step (ACT_SEMANTICS.md), on (batch, seq) tensors, in the spec's order of operations.
+
+    Returns the new (halting, remainders, updates) and each token's update weight w: its new state is
+    ``out * w + h * (1 - w)`` (w = 0 for a token that is not running: it keeps its state exactly).
+    """
+    dtype = halting.dtype
+    running = tf.cast(halting < 1.0, dtype)
+    total = halting + probability * running
+    new_halted = tf.cast(total > threshold, dtype) * running
+    running = tf.cast(total <= threshold, dtype) * running
+    halting = halting + probability * running
+    remainders = remainders + new_halted * (1.0 - halting)
+    halting = halting + new_halted * remainders
+    updates = updates + running + new_halted
+    return halting, remainders, updates, probability * running + new_halted * remainders
+
+
 class TFAlbertActEmbeddings(keras.layers.Layer):
     """Word + position + token type embeddings of width `embedding_size`, LayerNorm, dropout."""
 
@@ -294,16 +312,9 @@ class TFAlbertActEncoder(keras.layers.Layer):
         def body(step, hidden, halting, remainders, updates, all_hidden, all_attentions):
             output, probability, weights = self.albert_layer(
                 hidden, additive_mask, output_attentions=output_attentions, training=training)
-            probability = tf.cast(probability, state_dtype)
-            running = tf.cast(halting < 1.0, state_dtype)
-            total = halting + probability * running
-            new_halted = tf.cast(total > threshold, state_dtype) * running
-            running = tf.cast(total <= threshold, state_dtype) * running
-            halting = halting + probability * running
-            remainders = remainders + new_halted * (1.0 - halting)
-            halting = halting + new_halted * remainders
-            updates = updates + running + new_halted
-            weight = tf.cast(probability * running + new_halted * remainders, hidden.dtype)[..., None]
+            halting, remainders, updates, weight = halting_step(
+                halting, remainders, updates, tf.cast(probability, state_dtype), threshold)
+            weight = tf.cast(weight, hidden.dtype)[..., None]
             hidden = output * weight + hidden * (1.0 - weight)
             if output_hidden_states:
                 all_hidden = all_hidden.write(step + 1, hidden)
@@ -329,7 +340,7 @@ class TFAlbertActEncoder(keras.layers.Layer):
 
     def use_fast_path(self, hidden, output_hidden_states=False, output_attentions=False, training=None) -> bool:
         """Whether `call` takes the fast loop (see the class docstring)."""
-        return (bool(getattr(self.config, "act_fast_path", True)) and not training and not output_hidden_states
+        return (bool(self.config.act_fast_path) and not training and not output_hidden_states
                 and not output_attentions and hidden.shape[0] is not None and hidden.shape[1] is not None)
 
     def call_fast(self, hidden, attention_mask):
@@ -388,16 +399,8 @@ class TFAlbertActEncoder(keras.layers.Layer):
             attention_output + layer.ffn_output(layer.activation(layer.ffn(attention_output))))
         probability = tf.scatter_nd(order, tf.cast(layer.act(output)[0], state_dtype), (batch * length,))
         probability = tf.reshape(probability, (batch, length))
-        running = tf.cast(run_mask, state_dtype)
-        total = halting + probability * running
-        new_halted = tf.cast(total > threshold, state_dtype) * running
-        running = tf.cast(total <= threshold, state_dtype) * running
-        halting = halting + probability * running
-        remainders = remainders + new_halted * (1.0 - halting)
-        halting = halting + new_halted * remainders
-        updates = updates + running + new_halted
-        weight = tf.cast(probability * running + new_halted * remainders, hidden.dtype)
-        weight = tf.gather_nd(tf.reshape(weight, (-1,)), order)[None, :, None]
+        halting, remainders, updates, weight = halting_step(halting, remainders, updates, probability, threshold)
+        weight = tf.gather_nd(tf.reshape(tf.cast(weight, hidden.dtype), (-1,)), order)[None, :, None]
         new_states = output * weight + states * (1.0 - weight)  # fillers: weight 0, the state exactly
 
         def refresh(table, rows):
