@@ -49,3 +49,17 @@ def apply_regime(state: dict, regime: str, seed: int = 0, prefix: str = "") -> d
     state[w] = (rng.standard_normal(state[w].shape) * gain / np.sqrt(state[w].shape[1])).astype(state[w].dtype)
     state[prefix + "encoder.albert_layer.act.dense.bias"] = np.full_like(state[prefix + "encoder.albert_layer.act.dense.bias"], bias)
     return state
+
+
+def build_pt_model(regime="mixed", seed=0, **overrides):
+    """A seeded tiny PyTorch AlbertActModel with the halting `regime`: (config, model in eval mode, NumPy state)."""
+    import torch
+
+    from act import AlbertActConfig, AlbertActModel
+
+    config = AlbertActConfig(**tiny_config_kwargs(**overrides))
+    torch.manual_seed(seed)
+    model = AlbertActModel(config).eval()
+    state = apply_regime({k: v.numpy() for k, v in model.state_dict().items()}, regime, seed=seed + 1)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    return config, model, state

@@ -18,13 +18,7 @@ from act import AlbertActConfig, AlbertActModel
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
-def build(regime="mixed", seed=0, **overrides):
-    config = AlbertActConfig(**cases.tiny_config_kwargs(**overrides))
-    torch.manual_seed(seed)
-    model = AlbertActModel(config).eval()
-    state = cases.apply_regime({k: v.numpy() for k, v in model.state_dict().items()}, regime, seed=seed + 1)
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-    return config, model, state
+build = cases.build_pt_model
 
 
 class PathSpy:

@@ -8,7 +8,7 @@ import torch
 
 import cases
 import oracle
-from act import AlbertActConfig, AlbertActModel
+from act import AlbertActModel
 
 # float32 counts may only differ from the float64 oracle where the cumulative halting sum came within
 # float32 rounding distance of the threshold (ACT_SEMANTICS.md, "Parity").
@@ -16,13 +16,7 @@ FLOAT32_STRADDLE = 1e-6
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
-def build(regime="mixed", seed=0, **overrides):
-    config = AlbertActConfig(**cases.tiny_config_kwargs(**overrides))
-    torch.manual_seed(seed)
-    model = AlbertActModel(config).eval()
-    state = cases.apply_regime({k: v.numpy() for k, v in model.state_dict().items()}, regime, seed=seed + 1)
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-    return config, model, state
+build = cases.build_pt_model
 
 
 def run(model, ids, mask, types, dtype=torch.float32, **kwargs):

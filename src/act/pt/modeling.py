@@ -384,6 +384,13 @@ class AlbertActPreTrainedModel(PreTrainedModel):
     def wants_dict(self, return_dict: bool | None) -> bool:
         return self.config.return_dict if return_dict is None else return_dict
 
+    def encode(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
+               output_hidden_states) -> AlbertActModelOutput:
+        """A task model's encoder pass (`self.albert`), always as an `AlbertActModelOutput`."""
+        return self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                           output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                           return_dict=True)
+
     def add_ponder_cost(self, loss, outputs):
         """Task loss + ponder_penalty * ponder_cost (ACT_SEMANTICS.md, "Ponder cost"), when both are there."""
         if loss is None or not self.config.ponder_penalty:
@@ -562,9 +569,8 @@ class AlbertActForPreTraining(AlbertActPreTrainedModel):
 
         The loss is the sum of the given losses (MLM and/or SOP) plus `ponder_penalty * ponder_cost`.
         """
-        outputs = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                              output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                              return_dict=True)
+        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                              output_attentions, output_hidden_states)
         prediction_scores = self.predictions(outputs.last_hidden_state)
         sop_scores = self.sop_classifier(outputs.pooler_output)
         loss = None
@@ -606,9 +612,8 @@ class AlbertActForMaskedLM(AlbertActPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, **kwargs):
-        outputs = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                              output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                              return_dict=True)
+        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                              output_attentions, output_hidden_states)
         logits = self.predictions(outputs.last_hidden_state)
         loss = None
         if labels is not None:
@@ -632,9 +637,8 @@ class AlbertActForSequenceClassification(AlbertActPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, **kwargs):
-        outputs = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                              output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                              return_dict=True)
+        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                              output_attentions, output_hidden_states)
         logits = self.classifier(self.dropout(outputs.pooler_output))
         loss = None
         if labels is not None:
@@ -674,9 +678,8 @@ class AlbertActForTokenClassification(AlbertActPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None, **kwargs):
-        outputs = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                              output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                              return_dict=True)
+        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                              output_attentions, output_hidden_states)
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
@@ -699,9 +702,8 @@ class AlbertActForQuestionAnswering(AlbertActPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None, **kwargs):
-        outputs = self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                              output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                              return_dict=True)
+        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                              output_attentions, output_hidden_states)
         logits = self.qa_outputs(outputs.last_hidden_state)
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
         loss = None
@@ -737,9 +739,8 @@ class AlbertActForMultipleChoice(AlbertActPreTrainedModel):
         def flat(t):
             return None if t is None else t.reshape(batch * num_choices, *t.shape[2:])
 
-        outputs = self.albert(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
-                              flat(inputs_embeds), output_attentions=output_attentions,
-                              output_hidden_states=output_hidden_states, return_dict=True)
+        outputs = self.encode(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
+                              flat(inputs_embeds), output_attentions, output_hidden_states)
         logits = self.classifier(self.dropout(outputs.pooler_output)).reshape(batch, num_choices)
         loss = None if labels is None else nn.functional.cross_entropy(logits, labels.reshape(-1))
         fields = self.halting_fields(outputs)

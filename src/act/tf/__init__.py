@@ -2,39 +2,6 @@
 
 from ..configuration import AlbertActConfig
 from .modeling import *  # noqa: F401,F403
-from .modeling import (
-    TFAlbertActAttention,
-    TFAlbertActEmbeddings,
-    TFAlbertActEncoder,
-    TFAlbertActForMaskedLM,
-    TFAlbertActForMultipleChoice,
-    TFAlbertActForPreTraining,
-    TFAlbertActForQuestionAnswering,
-    TFAlbertActForSequenceClassification,
-    TFAlbertActForTokenClassification,
-    TFAlbertActHaltingUnit,
-    TFAlbertActLayer,
-    TFAlbertActMLMHead,
-    TFAlbertActModel,
-    TFAlbertActPreTrainedModel,
-    TFAlbertActSOPHead,
-)
+from .modeling import __all__ as _modeling_all
 
-__all__ = [
-    "AlbertActConfig",
-    "TFAlbertActEmbeddings",
-    "TFAlbertActAttention",
-    "TFAlbertActHaltingUnit",
-    "TFAlbertActLayer",
-    "TFAlbertActEncoder",
-    "TFAlbertActPreTrainedModel",
-    "TFAlbertActModel",
-    "TFAlbertActMLMHead",
-    "TFAlbertActSOPHead",
-    "TFAlbertActForPreTraining",
-    "TFAlbertActForMaskedLM",
-    "TFAlbertActForSequenceClassification",
-    "TFAlbertActForTokenClassification",
-    "TFAlbertActForQuestionAnswering",
-    "TFAlbertActForMultipleChoice",
-]
+__all__ = ["AlbertActConfig", *_modeling_all]
