@@ -145,6 +145,16 @@ def test_pytorch_bin_reads_state_dict_with_position_ids_buffer(tmp_path, bare):
     assert weights.read_weights(path).keys() == weights.read_pytorch_bin(path).keys()
 
 
+def test_pytorch_bin_without_torch_says_what_to_install(tmp_path, bare, monkeypatch):
+    """A TensorFlow-only environment gets a clear error, not a bare ImportError."""
+    import sys
+
+    path = tmp_path / "pytorch_model.bin"
+    torch.save(bare.state_dict(), path)
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    with pytest.raises(CheckpointError, match=r"pytorch_model\.bin needs PyTorch.*act convert"):
+        weights.read_pytorch_bin(path)
+
 def test_pytorch_bin_truncated_names_file(tmp_path, bare):
     path = tmp_path / "pytorch_model.bin"
     torch.save(bare.state_dict(), path)

@@ -299,11 +299,14 @@ def read_pytorch_bin(path: str | os.PathLike) -> dict[str, np.ndarray]:
     import pickle
     import zipfile
 
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
+    try:
+        import torch
+    except ImportError as error:  # e.g. a TensorFlow-only install loading the published PyTorch format
+        raise CheckpointError(f"{path}: reading pytorch_model.bin needs PyTorch (pip install 'albert-act[torch]'), "
+                              f"or convert it once where PyTorch is installed: act convert DIR DEST") from error
     try:
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError, zipfile.BadZipFile,
