@@ -8,7 +8,7 @@ import torch
 
 import cases
 import oracle
-from act import AlbertActModel
+from act import AlbertActConfig, AlbertActModel
 
 # float32 counts may only differ from the float64 oracle where the cumulative halting sum came within
 # float32 rounding distance of the threshold (ACT_SEMANTICS.md, "Parity").
@@ -201,3 +201,40 @@ def test_ponder_cost_gradient_reaches_the_halting_unit():
     out.ponder_cost.backward()
     grad = model.encoder.albert_layer.act.dense.weight.grad
     assert grad is not None and grad.abs().sum() > 0
+
+
+def test_legacy_tf_model_h5_loads_in_pytorch(tmp_path):
+    """A directory with only the research port's tf_model.h5 (transformers 5 reads no TF weights)."""
+    from act import AlbertActForSequenceClassification
+    from act.weights import CheckpointError, write_legacy_h5
+
+    config, model, state = build("mixed")
+    bare_dir, head_dir = tmp_path / "bare", tmp_path / "head"
+    write_legacy_h5(bare_dir / "tf_model.h5", state)
+    config.save_pretrained(bare_dir)
+    ids, mask, types = cases.make_inputs(seed=6)
+    expected = run(model, ids, mask, types)
+    loaded = AlbertActModel.from_pretrained(bare_dir)
+    got = run(loaded, ids, mask, types)
+    assert torch.equal(got.updates, expected.updates) and torch.equal(got.last_hidden_state, expected.last_hidden_state)
+
+    torch.manual_seed(1)
+    head = AlbertActForSequenceClassification(config).eval()
+    head_state = {k: v.numpy() for k, v in head.state_dict().items()}
+    write_legacy_h5(head_dir / "tf_model.h5", head_state, outer_name="tf_albert_act_for_sequence_classification")
+    config.save_pretrained(head_dir)
+    again = AlbertActForSequenceClassification.from_pretrained(head_dir)
+    with torch.no_grad():
+        inputs = dict(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                      token_type_ids=torch.from_numpy(types))
+        a, b = head(**inputs), again(**inputs)
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.updates, b.updates)
+    encoder = AlbertActModel.from_pretrained(head_dir)  # the bare model takes the head file's encoder
+    assert torch.equal(run(encoder, ids, mask, types).updates, a.updates)
+    # a head model cannot come out of a bare file: the error names the file and the missing head
+    with pytest.raises(CheckpointError, match=r"tf_model\.h5.*missing tensors: classifier\.bias, classifier\.weight"):
+        AlbertActForSequenceClassification.from_pretrained(bare_dir)
+    # a config that does not match the weights is named too
+    AlbertActConfig(**cases.tiny_config_kwargs(hidden_size=64)).save_pretrained(bare_dir)
+    with pytest.raises(CheckpointError, match=r"has shape .* but the model expects"):
+        AlbertActModel.from_pretrained(bare_dir)

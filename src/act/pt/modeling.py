@@ -6,7 +6,9 @@ token deciding with Adaptive Computation Time (Graves, 2016) when to stop being 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -15,6 +17,7 @@ from transformers.activations import ACT2FN
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from ..configuration import AlbertActConfig
+from .. import weights as weights_lib
 from ..weights import TIED
 from .outputs import (
     AlbertActEncoderOutput,
@@ -380,6 +383,41 @@ class AlbertActPreTrainedModel(PreTrainedModel):
         elif isinstance(module, AlbertActEmbeddings):
             module.position_ids.copy_(torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
             module.token_type_ids.zero_()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """transformers' `from_pretrained`; in addition, a local directory whose only weights are the research
+        port's legacy `tf_model.h5` (transformers 5 reads no TensorFlow weights) is read through `act.weights`
+        (keywords are then config overrides, e.g. ``num_labels=3``; every tensor must match the model)."""
+        directory = Path(os.fspath(pretrained_model_name_or_path))
+        try:
+            legacy = directory.is_dir() and weights_lib.find_weights(directory).name == weights_lib.TF_WEIGHTS_NAME
+        except weights_lib.CheckpointError:
+            legacy = False  # no weights we know of: transformers says what it looked for
+        if not legacy:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        config, model_kwargs = cls.config_class.from_pretrained(directory, return_unused_kwargs=True, **kwargs)
+        model = cls(config, *model_args, **model_kwargs)
+        path = directory / weights_lib.TF_WEIGHTS_NAME
+        state = weights_lib.read_legacy_h5(path)
+        prefix = cls.base_model_prefix + "."
+        ours = model.state_dict()
+
+        def prefixed(names):
+            return any(name.startswith(prefix) for name in names)
+
+        if prefixed(ours) and not prefixed(state):  # a head model from the bare model's file
+            state = {name if weights_lib.is_head_name(name) else prefix + name: value for name, value in state.items()}
+        elif not prefixed(ours) and prefixed(state):  # the bare model from a head model's file: its encoder
+            state = {name[len(prefix):]: value for name, value in state.items() if name.startswith(prefix)}
+        if model.base_model.pooler is None:  # as transformers does, a model without a pooler ignores it
+            state = {name: value for name, value in state.items() if not name.startswith(("pooler.", prefix + "pooler."))}
+        expected = {name: tuple(value.shape) for name, value in ours.items() if name not in TIED}
+        weights_lib.check_state_dict(state, expected, str(path))
+        model.load_state_dict({name: torch.from_numpy(value) for name, value in state.items() if name in expected},
+                              strict=False)
+        model.tie_weights()
+        return model.eval()
 
     def wants_dict(self, return_dict: bool | None) -> bool:
         return self.config.return_dict if return_dict is None else return_dict
