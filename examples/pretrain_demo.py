@@ -68,8 +68,15 @@ def fetch_corpus(work: Path) -> list[list[str]]:
             subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
         program = root / "usr" / "bin" / "bible"
         data = root / "usr" / "lib" / "bible.data"
-        result = subprocess.run([str(program), "-f", "-d", str(data), "Gen1:1-Rev22:21"], capture_output=True,
-                                text=True, env={**os.environ, "COLUMNS": "100000"}, check=True)
+        # `bible` prints the whole text, then may exit non-zero (255, or a signal) when its stdin is not a
+        # terminal, e.g. under nohup: its exit status says nothing, so the text itself is checked.
+        # (`-d` takes the data file relative to the working directory: an absolute path fails to open.)
+        result = subprocess.run([str(program.resolve()), "-f", "-d", data.name, "Gen1:1-Rev22:21"], cwd=data.parent,
+                                capture_output=True, text=True, env={**os.environ, "COLUMNS": "100000"},
+                                stdin=subprocess.DEVNULL)
+        if not result.stdout.rstrip().endswith("Amen."):  # Rev22:21 ends with "Amen."
+            raise RuntimeError(f"{program} did not print the KJV (exit status {result.returncode}): "
+                               f"{result.stderr.strip()[:500]}")
         text_file.write_text(result.stdout, encoding="utf-8")
     chapters: dict[tuple[str, str], list[str]] = {}
     last = None
