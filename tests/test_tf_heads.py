@@ -310,6 +310,14 @@ def test_multiple_choice_shapes_and_bad_rank():
     np.testing.assert_array_equal(out["updates"].numpy() > 0, mask.reshape(2, 3, 10) > 0)
     with pytest.raises(ValueError, match="num_choices"):
         model({"input_ids": ids.astype("int32")})
+    # inputs_embeds (batch, choices, seq, embedding) and position_ids are flattened like the ids
+    embeds = model.get_input_embeddings()(ids.reshape(2, 3, 10).astype("int32")).numpy()
+    positions = np.tile(np.arange(10)[::-1], (2, 3, 1)).astype("int32")
+    for a, b in ((out, model({"inputs_embeds": embeds, "attention_mask": mask.reshape(2, 3, 10).astype("int32")})),
+                 (model({"input_ids": ids.reshape(2, 3, 10).astype("int32"), "position_ids": positions}),
+                  model({"inputs_embeds": embeds, "position_ids": positions}))):
+        np.testing.assert_array_equal(a["updates"].numpy(), b["updates"].numpy())
+        np.testing.assert_allclose(a["logits"].numpy(), b["logits"].numpy(), rtol=0, atol=1e-6)
 
 
 def test_graph_and_xla_match_eager():

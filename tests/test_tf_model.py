@@ -162,6 +162,32 @@ def test_optional_inputs_default_to_all_tokens_and_type_zero(setup):
     np.testing.assert_allclose(out["last_hidden_state"].numpy(), reference["last_hidden_state"], rtol=0, atol=1e-5)
 
 
+def test_inputs_embeds_and_position_ids_as_in_pytorch(setup):
+    """The PyTorch call's `inputs_embeds` and `position_ids` (one row for the batch, or one per row)."""
+    config, pt_model, state, model, (ids, mask, types), reference = setup
+    positions = np.stack([np.random.default_rng(row).permutation(ids.shape[1]) for row in range(len(ids))])
+    with torch.no_grad():
+        embeds = pt_model.embeddings.word_embeddings(torch.from_numpy(ids))
+        by_embeds = pt_model(inputs_embeds=embeds, attention_mask=torch.from_numpy(mask),
+                             token_type_ids=torch.from_numpy(types))
+        by_positions = pt_model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                                position_ids=torch.from_numpy(positions))
+        one_row = pt_model(input_ids=torch.from_numpy(ids), position_ids=torch.from_numpy(positions[:1]))
+    np.testing.assert_array_equal(by_embeds.updates.numpy(), reference["updates"])
+    out = model({"inputs_embeds": embeds.numpy(), "attention_mask": mask.astype("int32"),
+                 "token_type_ids": types.astype("int32")})
+    np.testing.assert_array_equal(out["updates"].numpy(), by_embeds.updates.numpy())
+    np.testing.assert_allclose(out["last_hidden_state"].numpy(), by_embeds.last_hidden_state.numpy(), rtol=0,
+                               atol=1e-5)
+    for keras_out, torch_out in ((model(tf_inputs(ids, mask), position_ids=positions), by_positions),
+                                 (model({"input_ids": ids.astype("int32"), "position_ids": positions[:1]}), one_row)):
+        np.testing.assert_array_equal(keras_out["updates"].numpy(), torch_out.updates.numpy())
+        np.testing.assert_allclose(keras_out["last_hidden_state"].numpy(), torch_out.last_hidden_state.numpy(),
+                                   rtol=0, atol=1e-5)
+    # the positions matter: permuted positions change the result
+    assert not np.allclose(by_positions.last_hidden_state.numpy(), reference["last_hidden_state"], atol=1e-3)
+
+
 def test_hidden_states_and_attentions(setup):
     config, pt_model, state, model, (ids, mask, types), reference = setup
     inputs = tf_inputs(ids, mask, types)
@@ -394,13 +420,20 @@ def test_from_pretrained_errors_name_the_file(tmp_path):
     ({"input_ids": np.array([[1, -1, 2]])}, r"token id -1"),
     ({"input_ids": np.ones((1, 65), "int32")}, r"sequence length 65 .*max_position_embeddings=64"),
     ({"input_ids": np.ones((2, 5), "int32"), "attention_mask": np.ones((2, 4), "int32")},
-     r"attention_mask has shape \(2, 4\) but input_ids has shape \(2, 5\)"),
+     r"attention_mask has shape \(2, 4\) but the inputs have shape \(2, 5\)"),
     ({"input_ids": np.ones((2, 5), "int32"), "attention_mask": np.full((2, 5), 2, "int32")}, r"only 0 .* and 1"),
     ({"input_ids": np.ones((2, 5), "int32"), "token_type_ids": np.full((2, 5), 2, "int32")},
      r"token_type_ids must lie in \[0, 2\)"),
     ({"input_ids": np.ones((5,), "int32")}, r"shape \(batch, seq_len\)"),
     ({"input_ids": np.ones((1, 5), "float32")}, r"integer token ids"),
     ({"input_ids": np.ones((1, 5), "int32"), "mask": np.ones((1, 5), "int32")}, r"unknown inputs \['mask'\]"),
+    ({"input_ids": np.ones((1, 5), "int32"), "inputs_embeds": np.zeros((1, 5, 16), "float32")}, "got both"),
+    ({"attention_mask": np.ones((1, 5), "int32")}, r"'input_ids' \(or 'inputs_embeds'\)"),
+    ({"inputs_embeds": np.zeros((1, 5, 7), "float32")}, r"embedding_size=16\), got \(1, 5, 7\)"),
+    ({"input_ids": np.ones((2, 5), "int32"), "position_ids": np.zeros((2, 4), "int32")},
+     r"position_ids has shape \(2, 4\) but the inputs have shape \(2, 5\)"),
+    ({"input_ids": np.ones((1, 5), "int32"), "position_ids": np.array([[0, 1, 2, 3, 64]], "int32")},
+     r"position_ids must lie in \[0, 64\)"),
 ])
 def test_bad_inputs_raise_value_error(setup, inputs, message):
     model = setup[3]

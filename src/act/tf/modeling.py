@@ -20,7 +20,8 @@ import tensorflow as tf
 from .. import weights as weights_lib
 from ..configuration import AlbertActConfig
 
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")  # the serving signature
+OPTIONAL_INPUT_NAMES = ("position_ids", "inputs_embeds")  # also accepted by `call`, as in PyTorch
 
 
 def gelu(x):
@@ -146,17 +147,20 @@ class TFAlbertActEmbeddings(keras.layers.Layer):
             table = self.word_embeddings.embeddings
             table.assign(tf.tensor_scatter_nd_update(table, [[pad]], tf.zeros((1, table.shape[1]), table.dtype)))
 
-    def call(self, input_ids, token_type_ids=None, position_ids=None, training=None):
-        inputs_embeds = self.word_embeddings(input_ids)
-        if self.config.pad_token_id is not None:
-            # like torch's Embedding(padding_idx=...): the padding token's row gets no gradient
-            is_pad = (input_ids == self.config.pad_token_id)[..., None]
-            inputs_embeds = tf.where(is_pad, tf.stop_gradient(inputs_embeds), inputs_embeds)
-        seq_length = tf.shape(input_ids)[1]
+    def call(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None, training=None):
+        if inputs_embeds is not None:
+            inputs_embeds = tf.cast(inputs_embeds, self.compute_dtype)
+        else:
+            inputs_embeds = self.word_embeddings(input_ids)
+            if self.config.pad_token_id is not None:
+                # like torch's Embedding(padding_idx=...): the padding token's row gets no gradient
+                is_pad = (input_ids == self.config.pad_token_id)[..., None]
+                inputs_embeds = tf.where(is_pad, tf.stop_gradient(inputs_embeds), inputs_embeds)
+        shape = tf.shape(inputs_embeds)
         if position_ids is None:
-            position_ids = tf.range(seq_length)[None, :]
+            position_ids = tf.range(shape[1])[None, :]
         if token_type_ids is None:
-            token_type_ids = tf.zeros_like(input_ids)
+            token_type_ids = tf.zeros(shape[:2], "int32")
         embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids) + self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm(embeddings), training=training)
 
@@ -644,7 +648,8 @@ class TFAlbertActPreTrainedModel(keras.Model):
 
     # -- inputs -------------------------------------------------------------------------------------------------
 
-    def check_inputs(self, input_ids, attention_mask=None, token_type_ids=None):
+    def check_inputs(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                     inputs_embeds=None):
         """Validate the inputs at the edge: raise a `ValueError` that says what was wrong and what was expected.
 
         Static shapes are always checked; values only when they are known (eager tensors or NumPy arrays).
@@ -661,22 +666,34 @@ class TFAlbertActPreTrainedModel(keras.Model):
                     return None
             return None
 
-        shape = tuple(input_ids.shape)
-        if len(shape) != 2:
-            raise ValueError(f"input_ids must have shape (batch, seq_len), got {shape}")
-        if not (input_ids.dtype.is_integer if isinstance(input_ids.dtype, tf.DType)
-                else np.issubdtype(input_ids.dtype, np.integer)):
-            raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds (got "
+                             f"{'both' if input_ids is not None else 'neither'})")
+        if input_ids is not None:
+            shape = tuple(input_ids.shape)
+            if len(shape) != 2:
+                raise ValueError(f"input_ids must have shape (batch, seq_len), got {shape}")
+            if not (input_ids.dtype.is_integer if isinstance(input_ids.dtype, tf.DType)
+                    else np.issubdtype(input_ids.dtype, np.integer)):
+                raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
+        else:
+            if len(inputs_embeds.shape) != 3 or inputs_embeds.shape[-1] != config.embedding_size:
+                raise ValueError(f"inputs_embeds must have shape (batch, seq_len, embedding_size="
+                                 f"{config.embedding_size}), got {tuple(inputs_embeds.shape)}")
+            shape = tuple(inputs_embeds.shape[:2])
         if shape[1] is not None and shape[1] > config.max_position_embeddings:
             raise ValueError(
                 f"sequence length {shape[1]} is longer than max_position_embeddings={config.max_position_embeddings}"
             )
-        for name, tensor in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
+        for name, tensor in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids),
+                             ("position_ids", position_ids)):
             if tensor is None:
                 continue
             other = tuple(tensor.shape)
-            if len(other) != 2 or any(a is not None and b is not None and a != b for a, b in zip(shape, other)):
-                raise ValueError(f"{name} has shape {other} but input_ids has shape {shape}")
+            batch_ok = name == "position_ids" and other[:1] == (1,)  # one row of positions serves the batch
+            if len(other) != 2 or any(a is not None and b is not None and a != b and not (i == 0 and batch_ok)
+                                      for i, (a, b) in enumerate(zip(shape, other))):
+                raise ValueError(f"{name} has shape {other} but the inputs have shape {shape}")
 
         ids = concrete(input_ids)
         if ids is not None and ids.size:
@@ -687,23 +704,29 @@ class TFAlbertActPreTrainedModel(keras.Model):
         mask = concrete(attention_mask)
         if mask is not None and mask.size and not np.isin(mask, (0, 1)).all():
             raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
-        types = concrete(token_type_ids)
-        if types is not None and types.size and (types.min() < 0 or types.max() >= config.type_vocab_size):
-            raise ValueError(f"token_type_ids must lie in [0, {config.type_vocab_size}), got values in "
-                             f"[{int(types.min())}, {int(types.max())}]")
+        for name, tensor, limit in (("token_type_ids", token_type_ids, config.type_vocab_size),
+                                    ("position_ids", position_ids, config.max_position_embeddings)):
+            values = concrete(tensor)
+            if values is not None and values.size and (values.min() < 0 or values.max() >= limit):
+                raise ValueError(f"{name} must lie in [0, {limit}), got values in "
+                                 f"[{int(values.min())}, {int(values.max())}]")
 
     @staticmethod
-    def unpack_inputs(inputs, attention_mask=None, token_type_ids=None):
-        """`inputs` is a dict {"input_ids", "attention_mask", "token_type_ids"} (the last two optional), or the ids."""
+    def unpack_inputs(inputs, **given) -> dict:
+        """`inputs` is a dict with keys among `INPUT_NAMES` + `OPTIONAL_INPUT_NAMES` (``input_ids`` or
+        ``inputs_embeds`` required), or the ids themselves. Entries of the dict win over keywords (`given`).
+        Returns every name, None where absent."""
+        names = INPUT_NAMES + OPTIONAL_INPUT_NAMES
         if isinstance(inputs, dict):
-            unknown = set(inputs) - set(INPUT_NAMES)
+            unknown = set(inputs) - set(names)
             if unknown:
-                raise ValueError(f"unknown inputs {sorted(unknown)}; expected keys among {INPUT_NAMES}")
-            if "input_ids" not in inputs:
-                raise ValueError("inputs must contain 'input_ids'")
-            return inputs["input_ids"], inputs.get("attention_mask", attention_mask), \
-                inputs.get("token_type_ids", token_type_ids)
-        return inputs, attention_mask, token_type_ids
+                raise ValueError(f"unknown inputs {sorted(unknown)}; expected keys among {names}")
+            if "input_ids" not in inputs and "inputs_embeds" not in inputs:
+                raise ValueError("inputs must contain 'input_ids' (or 'inputs_embeds')")
+            given = {**given, **inputs}
+        elif inputs is not None:
+            given = {**given, "input_ids": inputs}
+        return {name: given.get(name) for name in names}
 
 
 @keras.saving.register_keras_serializable(package="act")
@@ -747,21 +770,28 @@ class TFAlbertActModel(TFAlbertActPreTrainedModel):
     def get_input_embeddings(self) -> keras.layers.Embedding:
         return self.embeddings.word_embeddings
 
-    def call(self, inputs, attention_mask=None, token_type_ids=None, training=None, output_attentions=None,
-             output_hidden_states=None):
-        input_ids, attention_mask, token_type_ids = self.unpack_inputs(inputs, attention_mask, token_type_ids)
-        self.check_inputs(input_ids, attention_mask, token_type_ids)
+    def call(self, inputs=None, attention_mask=None, token_type_ids=None, training=None, output_attentions=None,
+             output_hidden_states=None, position_ids=None, inputs_embeds=None):
+        given = self.unpack_inputs(inputs, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                   position_ids=position_ids, inputs_embeds=inputs_embeds)
+        self.check_inputs(**given)
+        input_ids, attention_mask, token_type_ids = given["input_ids"], given["attention_mask"], given["token_type_ids"]
+        position_ids, inputs_embeds = given["position_ids"], given["inputs_embeds"]
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
-        input_ids = tf.cast(input_ids, "int32")
+        if input_ids is not None:
+            input_ids = tf.cast(input_ids, "int32")
+        for_shape = input_ids if input_ids is not None else tf.convert_to_tensor(inputs_embeds)[..., 0]
         if token_type_ids is not None:
             token_type_ids = tf.cast(token_type_ids, "int32")
+        if position_ids is not None:
+            position_ids = tf.cast(position_ids, "int32")
         if attention_mask is None:
-            attention_mask = tf.ones_like(input_ids)
+            attention_mask = tf.ones(tf.shape(for_shape)[:2], "int32")
 
-        embeddings = self.embeddings(input_ids, token_type_ids, training=training)
+        embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, training=training)
         encoded = self.encoder(embeddings, attention_mask, output_hidden_states=bool(output_hidden_states),
                                output_attentions=bool(output_attentions), training=training)
         sequence_output = encoded["last_hidden_state"]
@@ -1062,25 +1092,23 @@ class TFAlbertActForMultipleChoice(TFAlbertActPreTrainedModel):
     def call(self, inputs, attention_mask=None, token_type_ids=None, labels=None, training=None,
              output_attentions=None, output_hidden_states=None):
         inputs, given = self.split_labels(inputs, labels=labels)
-        input_ids, attention_mask, token_type_ids = self.unpack_inputs(inputs, attention_mask, token_type_ids)
-        for name, tensor in (("input_ids", input_ids), ("attention_mask", attention_mask),
-                             ("token_type_ids", token_type_ids)):
-            if tensor is not None and len(tensor.shape) != 3:
+        features = self.unpack_inputs(inputs, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        reference = features["input_ids"] if features["input_ids"] is not None else features["inputs_embeds"]
+        if reference is None:
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds (got neither)")
+        for name, tensor in features.items():
+            rank = 4 if name == "inputs_embeds" else 3
+            if tensor is not None and len(tensor.shape) != rank:
                 raise ValueError(f"multiple choice inputs must have shape (batch, num_choices, seq_len); {name} has "
                                  f"shape {tuple(tensor.shape)}")
-        input_ids = tf.convert_to_tensor(input_ids)
-        shape = tf.shape(input_ids)
+        shape = tf.shape(tf.convert_to_tensor(reference))[:3]
 
-        def flat(tensor):
-            if tensor is None:
-                return None
+        def flat(tensor):  # (batch, choices, ...) -> (batch * choices, ...), keeping the static dimensions
             tensor = tf.convert_to_tensor(tensor)
-            return tf.reshape(tensor, (-1, tensor.shape[-1] if tensor.shape[-1] is not None else tf.shape(tensor)[-1]))
+            tail = [size if size is not None else tf.shape(tensor)[i + 2] for i, size in enumerate(tensor.shape[2:])]
+            return tf.reshape(tensor, [-1, *tail])
 
-        flat_inputs = {"input_ids": flat(input_ids)}
-        for name, tensor in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
-            if tensor is not None:
-                flat_inputs[name] = flat(tensor)
+        flat_inputs = {name: flat(tensor) for name, tensor in features.items() if tensor is not None}
         outputs = self.encode(flat_inputs, None, None, training, output_attentions, output_hidden_states)
         pooled = self.dropout(outputs["pooler_output"], training=training)
         logits = tf.reshape(self.classifier(pooled), shape[:2])
