@@ -234,10 +234,7 @@ def read_config(directory: str | os.PathLike) -> dict:
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file (a model directory needs {CONFIG_NAME})")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path}: not valid JSON ({error})") from error
+    return read_json(path)
 
 
 def find_weights(directory: str | os.PathLike) -> Path:
@@ -595,6 +592,23 @@ def read_json(path: str | os.PathLike) -> dict:
     if not isinstance(value, dict):
         raise CheckpointError(f"{path}: expected a JSON object, got {type(value).__name__}")
     return value
+
+
+def match_model_names(state: dict, model_names, has_pooler: bool = True) -> dict:
+    """A checkpoint's tensors renamed for a model that expects `model_names`, as transformers loads across
+    architectures: a task model (encoder under `albert.`) gets a bare checkpoint's encoder prefixed; the bare
+    model gets a task checkpoint's encoder (its head left out); a model without a pooler drops the pooler."""
+    prefix = BASE_PREFIX + "."
+    ours = any(name.startswith(prefix) for name in model_names)
+    theirs = any(name.startswith(prefix) for name in state)
+    if ours and not theirs:
+        state = {name if is_head_name(name) or is_ignored(name) else prefix + name: value
+                 for name, value in state.items()}
+    elif theirs and not ours:
+        state = {name[len(prefix):]: value for name, value in state.items() if name.startswith(prefix)}
+    if not has_pooler:
+        state = {name: value for name, value in state.items() if not name.startswith(("pooler.", prefix + "pooler."))}
+    return state
 
 
 def infer_architecture(names) -> str:

@@ -399,19 +399,9 @@ class AlbertActPreTrainedModel(PreTrainedModel):
         config, model_kwargs = cls.config_class.from_pretrained(directory, return_unused_kwargs=True, **kwargs)
         model = cls(config, *model_args, **model_kwargs)
         path = directory / weights_lib.TF_WEIGHTS_NAME
-        state = weights_lib.read_legacy_h5(path)
-        prefix = cls.base_model_prefix + "."
         ours = model.state_dict()
-
-        def prefixed(names):
-            return any(name.startswith(prefix) for name in names)
-
-        if prefixed(ours) and not prefixed(state):  # a head model from the bare model's file
-            state = {name if weights_lib.is_head_name(name) else prefix + name: value for name, value in state.items()}
-        elif not prefixed(ours) and prefixed(state):  # the bare model from a head model's file: its encoder
-            state = {name[len(prefix):]: value for name, value in state.items() if name.startswith(prefix)}
-        if model.base_model.pooler is None:  # as transformers does, a model without a pooler ignores it
-            state = {name: value for name, value in state.items() if not name.startswith(("pooler.", prefix + "pooler."))}
+        state = weights_lib.match_model_names(weights_lib.read_legacy_h5(path), ours,
+                                              model.base_model.pooler is not None)
         expected = {name: tuple(value.shape) for name, value in ours.items() if name not in TIED}
         weights_lib.check_state_dict(state, expected, str(path))
         model.load_state_dict({name: torch.from_numpy(value) for name, value in state.items() if name in expected},

@@ -571,22 +571,8 @@ class TFAlbertActPreTrainedModel(keras.Model):
         import warnings
 
         expected = self.expected_shapes()
-        prefix = weights_lib.BASE_PREFIX + "."
-        state = dict(state)
-        checkpoint_prefixed = any(name.startswith(prefix) for name in state)
-        if hasattr(self, weights_lib.BASE_PREFIX):  # a task model: the encoder lives under `albert.`
-            encoder, encoder_prefix = getattr(self, weights_lib.BASE_PREFIX), prefix
-            if not checkpoint_prefixed:  # a bare-encoder checkpoint
-                state = {name if weights_lib.is_head_name(name) or weights_lib.is_ignored(name) else prefix + name:
-                         value for name, value in state.items()}
-        else:  # the bare model: a task checkpoint gives its encoder, the head is not ours to check
-            encoder, encoder_prefix = self, ""
-            if checkpoint_prefixed:
-                state = {name[len(prefix):]: value for name, value in state.items() if name.startswith(prefix)}
-        state = weights_lib.drop_tied(state)
-        if encoder.pooler is None:
-            state = {name: value for name, value in state.items()
-                     if not name.startswith(encoder_prefix + "pooler.")}
+        encoder = getattr(self, weights_lib.BASE_PREFIX, self)  # a task model's encoder is its `albert`
+        state = weights_lib.drop_tied(weights_lib.match_model_names(dict(state), expected, encoder.pooler is not None))
         allow_missing = ()
         if not strict:
             skipped = sorted(name for name in state if name not in expected and weights_lib.is_head_name(name))
