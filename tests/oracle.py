@@ -125,7 +125,7 @@ def forward(config, weights, input_ids, attention_mask=None, token_type_ids=None
         "pooler_output": pooled,
         "updates": N,
         "remainders": R,
-        "ponder_cost": float(((N + R) * mask).mean()),
+        "ponder_cost": float(((N + R) * mask).sum(axis=1).mean()),  # sequence sum, batch mean
         "hidden_states": hidden_states,
         "margin": margin,
     }

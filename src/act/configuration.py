@@ -28,7 +28,9 @@ class AlbertActConfig(PretrainedConfig):
         num_hidden_layers: the *iteration cap*: the most times the one shared layer is applied to a token.
             (The name is kept from ALBERT because the published checkpoints use it; tiny/small/base use 6/12/24.)
         act_epsilon: a token halts once its accumulated halting probability exceeds ``1 - act_epsilon``.
-        ponder_penalty: weight ``tau`` of the ponder cost added to task losses (0 disables it).
+        ponder_penalty: weight ``tau`` of the ponder cost added to task losses (0 disables it). The ponder cost is
+            the sum over each sequence of (updates + remainders) on its tokens, averaged over the batch (the scale of
+            the paper's tau: 1e-3 / 5e-4 / 2.5e-4 for tiny / small / base).
         act_fast_path: inference skips halted tokens (cached keys/values; see the README's speed section).
             False forces the dense loop everywhere. It never changes the result, only the cost.
         Other arguments are ALBERT's.

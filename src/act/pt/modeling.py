@@ -525,7 +525,8 @@ class AlbertActModel(AlbertActPreTrainedModel):
         sequence_output = encoded.last_hidden_state
         pooled = self.pooler_activation(self.pooler(sequence_output[:, 0])) if self.pooler is not None else None
         mask = attention_mask.to(encoded.updates.dtype)
-        ponder_cost = ((encoded.updates + encoded.remainders) * mask).mean()
+        # ACT_SEMANTICS.md "Ponder cost": per sequence the sum over its tokens, then the mean over the batch
+        ponder_cost = ((encoded.updates + encoded.remainders) * mask).sum(1).mean()
 
         output = AlbertActModelOutput(
             last_hidden_state=sequence_output,

@@ -17,7 +17,8 @@ class AlbertActModelOutput(ModelOutput):
         pooler_output: (batch, hidden) ``tanh(Linear(last_hidden_state[:, 0]))``.
         updates: (batch, seq_len) float count of layer applications each token received (0 on padding).
         remainders: (batch, seq_len) ACT remainder R of each token (0 on padding and on tokens that hit the cap).
-        ponder_cost: scalar, mean over all (batch, seq_len) positions of (updates + remainders) * mask.
+        ponder_cost: scalar, the sum over each sequence of (updates + remainders) * mask, averaged over the batch
+            (the research code's scale, on which the paper's tau is defined).
         hidden_states: state after the embedding projection, then after each iteration (when asked for).
         attentions: attention maps of each iteration, (batch, heads, seq_len, seq_len) each (when asked for).
     """

@@ -787,7 +787,8 @@ class TFAlbertActModel(TFAlbertActPreTrainedModel):
             "last_hidden_state": sequence_output,
             "updates": updates,
             "remainders": remainders,
-            "ponder_cost": tf.reduce_mean((updates + remainders) * mask),
+            # ACT_SEMANTICS.md "Ponder cost": per sequence the sum over its tokens, then the mean over the batch
+            "ponder_cost": tf.reduce_mean(tf.reduce_sum((updates + remainders) * mask, axis=1)),
         }
         if self.pooler is not None:
             output["pooler_output"] = self.pooler_activation(self.pooler(sequence_output[:, 0]))
