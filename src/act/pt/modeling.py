@@ -108,9 +108,11 @@ class AlbertActAttention(nn.Module):
 
     def attend(self, query, key, value, attention_mask, output_attentions=False):
         """Scaled dot-product attention on split heads; returns (context (batch, q_len, hidden), weights or None)."""
+        # transformers' attention interface (what `set_attn_implementation` / `attn_implementation=` choose); the
+        # attention maps (`output_attentions=True`) are always computed eagerly.
         interface: Callable = eager_attention_forward
-        if not output_attentions and self.config._attn_implementation not in (None, "eager"):
-            interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        if not output_attentions:
+            interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
         context, weights = interface(
             self,
             query,
