@@ -431,7 +431,7 @@ class AlbertActPreTrainedModel(PreTrainedModel):
     def halting_fields(outputs) -> dict:
         """The fields every task output carries over from the encoder output."""
         return {name: getattr(outputs, name)
-                for name in ("updates", "remainders", "ponder_cost", "hidden_states", "attentions")}
+                for name in ("updates", "remainders", "hidden_states", "attentions")}
 
     def check_inputs(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                      inputs_embeds=None):
@@ -526,16 +526,13 @@ class AlbertActModel(AlbertActPreTrainedModel):
         encoded = self.encoder(embeddings, attention_mask, output_hidden_states, output_attentions)
         sequence_output = encoded.last_hidden_state
         pooled = self.pooler_activation(self.pooler(sequence_output[:, 0])) if self.pooler is not None else None
-        mask = attention_mask.to(encoded.updates.dtype)
-        # ACT_SEMANTICS.md "Ponder cost": per sequence the sum over its tokens, then the mean over the batch
-        ponder_cost = ((encoded.updates + encoded.remainders) * mask).sum(1).mean()
 
+        # `output.ponder_cost` (ACT_SEMANTICS.md "Ponder cost") is computed from updates + remainders (outputs.py)
         output = AlbertActModelOutput(
             last_hidden_state=sequence_output,
             pooler_output=pooled,
             updates=encoded.updates,
             remainders=encoded.remainders,
-            ponder_cost=ponder_cost,
             hidden_states=encoded.hidden_states,
             attentions=encoded.attentions,
         )

@@ -1,4 +1,10 @@
-"""Output dataclasses of the PyTorch models (kept apart from modeling.py, whose classes mirror the Keras file)."""
+"""Output dataclasses of the PyTorch models (kept apart from modeling.py, whose classes mirror the Keras file).
+
+`ponder_cost` is an attribute computed from `updates` and `remainders` (both 0 on padding), not a key of the output:
+every key of a model output is a per-example tensor with the batch first, which is what transformers' consumers
+assume when they split or concatenate outputs by example (pipelines with `batch_size > 1`, `Trainer` predictions
+gathered across evaluation batches, export flattening). A batch-level 0-dim key breaks all of them.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,21 @@ import torch
 from transformers.utils import ModelOutput
 
 
+class PonderCost:
+    """The `ponder_cost` attribute of the outputs that carry `updates` and `remainders`."""
+
+    @property
+    def ponder_cost(self) -> torch.Tensor | None:
+        """Scalar: per sequence the sum over its tokens of ``updates + remainders`` (both 0 on padding, so this is
+        ACT_SEMANTICS.md's ``((N + R) * mask).sum(1)``), averaged over the sequences of the batch (for multiple choice
+        a sequence is one (example, choice) row). Differentiable through the remainders, usable in a loss."""
+        if self.updates is None or self.remainders is None:
+            return None
+        return (self.updates + self.remainders).sum(-1).mean()
+
+
 @dataclass
-class AlbertActModelOutput(ModelOutput):
+class AlbertActModelOutput(PonderCost, ModelOutput):
     """Output of `AlbertActModel`.
 
     Args:
@@ -17,8 +36,8 @@ class AlbertActModelOutput(ModelOutput):
         pooler_output: (batch, hidden) ``tanh(Linear(last_hidden_state[:, 0]))``.
         updates: (batch, seq_len) float count of layer applications each token received (0 on padding).
         remainders: (batch, seq_len) ACT remainder R of each token (0 on padding and on tokens that hit the cap).
-        ponder_cost: scalar, the sum over each sequence of (updates + remainders) * mask, averaged over the batch
-            (the research code's scale, on which the paper's tau is defined).
+        ponder_cost (attribute, not a key): scalar, the sum over each sequence of (updates + remainders) * mask,
+            averaged over the batch (the research code's scale, on which the paper's tau is defined).
         hidden_states: state after the embedding projection, then after each iteration (when asked for).
         attentions: attention maps of each iteration, (batch, heads, seq_len, seq_len) each (when asked for).
     """
@@ -27,7 +46,6 @@ class AlbertActModelOutput(ModelOutput):
     pooler_output: torch.Tensor | None = None
     updates: torch.Tensor | None = None
     remainders: torch.Tensor | None = None
-    ponder_cost: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
 
@@ -44,7 +62,7 @@ class AlbertActEncoderOutput(ModelOutput):
 
 
 @dataclass
-class AlbertActForPreTrainingOutput(ModelOutput):
+class AlbertActForPreTrainingOutput(PonderCost, ModelOutput):
     """Output of `AlbertActForPreTraining`: MLM + sentence-order logits, and the halting bookkeeping.
 
     `loss` = MLM loss + SOP loss (+ ponder_penalty * ponder_cost when the penalty is > 0).
@@ -55,13 +73,12 @@ class AlbertActForPreTrainingOutput(ModelOutput):
     sop_logits: torch.Tensor | None = None
     updates: torch.Tensor | None = None
     remainders: torch.Tensor | None = None
-    ponder_cost: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
-class AlbertActTaskOutput(ModelOutput):
+class AlbertActTaskOutput(PonderCost, ModelOutput):
     """Output of the masked-LM, sequence/token classification and multiple-choice models.
 
     `loss` = task loss (+ ponder_penalty * ponder_cost when the penalty is > 0). For multiple choice,
@@ -72,13 +89,12 @@ class AlbertActTaskOutput(ModelOutput):
     logits: torch.Tensor | None = None
     updates: torch.Tensor | None = None
     remainders: torch.Tensor | None = None
-    ponder_cost: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
-class AlbertActQuestionAnsweringOutput(ModelOutput):
+class AlbertActQuestionAnsweringOutput(PonderCost, ModelOutput):
     """Output of `AlbertActForQuestionAnswering`."""
 
     loss: torch.Tensor | None = None
@@ -86,6 +102,5 @@ class AlbertActQuestionAnsweringOutput(ModelOutput):
     end_logits: torch.Tensor | None = None
     updates: torch.Tensor | None = None
     remainders: torch.Tensor | None = None
-    ponder_cost: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
