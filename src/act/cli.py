@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     "convert": ("act.convert", "convert a checkpoint to the canonical format or to Keras, optionally verified"),
     "inspect": ("act.inspect", "show how many updates each token of a sentence receives"),
     "stats": ("act.stats", "mean updates per token type over a text file (the paper's table)"),
+    "export": ("act.export", "export a model to ONNX (dynamic shapes), optionally verified in onnxruntime"),
 }
 
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+    except (ValueError, OSError) as error:  # OSError: missing / existing files, and the hub's errors
         print(f"act {args.command}: error: {error}", file=sys.stderr)
         return 1
 
