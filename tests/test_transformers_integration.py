@@ -403,3 +403,22 @@ def test_from_pretrained_with_a_state_dict_and_no_directory():
         outputs_of(loaded, {"input_ids": ids, "attention_mask": mask})
     assert torch.equal(got.updates, expected.updates)
     torch.testing.assert_close(got.last_hidden_state, expected.last_hidden_state, atol=ATOL, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The README's section, as written
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_readme_transformers_section_runs(tmp_path, monkeypatch):
+    from test_readme import python_blocks, section
+
+    monkeypatch.chdir(tmp_path)
+    blocks = python_blocks(section("transformers"))
+    assert len(blocks) >= 4
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert len(namespace["vectors"]) == 2
+    assert (Path(namespace["classifier"]) / "README.md").is_file()
+    assert json.loads((Path(namespace["classifier"]) / "tokenizer_config.json").read_text())["model_max_length"] == 64
