@@ -13,6 +13,11 @@ with PyTorch: halting counts identical, float outputs within `--atol`. The file 
 and renamed into place at the end: a failed export or verification, or an interrupt, leaves no ONNX_FILE (and an
 existing one untouched; it is replaced only with `--overwrite`).
 
+Inputs: `input_ids`, `attention_mask`, `token_type_ids` (int64; for multiple choice (batch, choices, seq)). The
+graph expects what the model expects: out-of-range token ids / types fail in onnxruntime (its Gather checks
+bounds), but the ONNX format has no assertion op, so an attention mask with values other than 0 and 1 is not
+rejected by the graph (PyTorch, torch.export and torch.compile reject it).
+
 From Python: `act.export.export_onnx(model, dest, verify=True)` returns an `ExportReport`.
 """
 
@@ -32,7 +37,6 @@ import numpy as np
 from . import hub
 
 DEFAULT_ATOL = 1e-4  # float32 graph vs eager PyTorch, as `act convert --verify`
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 TRACE_BATCH, TRACE_LENGTH, TRACE_CHOICES = 2, 8, 2  # the example inputs the graph is traced with
 
 
