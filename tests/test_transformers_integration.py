@@ -147,6 +147,8 @@ def test_ponder_cost_is_a_scalar_attribute_not_a_key():
     expected = ((out.updates.detach().double() + out.remainders.detach().double()) * mask).sum(1).mean()
     assert out.ponder_cost.dim() == 0
     assert out.ponder_cost.item() == pytest.approx(expected.item(), abs=1e-5)
+    assert torch.equal(out["ponder_cost"], out.ponder_cost)  # dict-style access still works
+    assert len(out.to_tuple()) == len(out.keys())
     out.ponder_cost.backward()  # differentiable through the remainders
     assert model.encoder.albert_layer.act.dense.weight.grad.abs().sum() > 0
 

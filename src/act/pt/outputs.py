@@ -15,7 +15,13 @@ from transformers.utils import ModelOutput
 
 
 class PonderCost:
-    """The `ponder_cost` attribute of the outputs that carry `updates` and `remainders`."""
+    """The `ponder_cost` attribute of the outputs that carry `updates` and `remainders` (also `output["ponder_cost"]`;
+    it is not a key: `keys()`, `items()` and `to_tuple()` hold the per-example tensors only)."""
+
+    def __getitem__(self, key):
+        if key == "ponder_cost":
+            return self.ponder_cost
+        return super().__getitem__(key)
 
     @property
     def ponder_cost(self) -> torch.Tensor | None:
