@@ -73,6 +73,7 @@ def test_the_usage_code_of_the_card_runs(tmp_path, architecture, monkeypatch):
         .save_pretrained(tmp_path / "model")
     for name in ("spiece.model", "tokenizer.json", "tokenizer_config.json"):
         shutil.copy(DEMO / name, tmp_path / "model" / name)
+    (tmp_path / "model" / "README.md").unlink(missing_ok=True)  # the card save_pretrained may have written
     write_model_card(tmp_path / "model", config, model_id=str(tmp_path / "model"))
     pytorch_block, keras_block = python_blocks((tmp_path / "model" / "README.md").read_text())
     namespace = {}
