@@ -32,7 +32,8 @@ def save_figure(fig, path: Path) -> None:
 
 def _tag_panel(ax, table: dict, title: str) -> None:
     rows = [(tag, row) for tag, row in table.items() if row["count"]]
-    rows.sort(key=lambda item: (item[1]["mean_updates"], item[0]))  # sorted: largest mean at the top
+    rows.sort(key=lambda item: item[0], reverse=True)
+    rows.sort(key=lambda item: item[1]["mean_updates"])  # largest mean at the top; ties alphabetical downwards
     tags = [f"{tag} ({row['count']})" for tag, row in rows]
     means = [row["mean_updates"] for _, row in rows]
     low = [row["mean_updates"] - row["ci95"][0] for _, row in rows]
