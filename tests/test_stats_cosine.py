@@ -112,7 +112,8 @@ def direct_cosines(model, tokenizer, texts, cap):
             out = model(input_ids=torch.tensor([ids]), output_hidden_states=True)
         for i in range(1, int(out.updates.max()) + 1):
             running = out.updates[0] >= i
-            cosine = torch.nn.functional.cosine_similarity(out.hidden_states[i - 1][0], out.hidden_states[i][0], dim=-1)
+            before, after = out.hidden_states[i - 1][0], out.hidden_states[i][0]
+            cosine = torch.nn.functional.cosine_similarity(before, after, dim=-1)
             per_iteration[i - 1] += cosine[running].double().tolist()
     return per_iteration
 

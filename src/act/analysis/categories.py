@@ -21,21 +21,28 @@ The research code's (`RESEARCH_CATEGORIES`): the definitions of `metric_fn`, the
 published table (README of that repository: base: all 10.0, unmasked 9.2, [MASK] 16.0, [CLS] 22.5, [SEP] 8.4).
 There the masked positions are those of `masked_lm_positions`, and "input" is `input_ids`.
 
-    key            definition (research)                  metric_fn name             README row          = ours
-    all            input is not padding (input_ids > 0)    n_updates_global/all       All tokens          all
-    no_mask        input != [MASK]                         n_updates_global/no_mask   All unmasked tokens unmasked + random + original + cls + sep
-    mask_mask      chosen and input == [MASK]              n_updates_mask/mask        [MASK/MASK]         mask
-    mask_random    chosen and input != original            n_updates_mask/random      [MASK/random]       mask + random (those that differ from the original)
-    mask_original  chosen and input == original            n_updates_mask/token       [MASK/original]     original + random (those that drew the original)
-    cls            input == [CLS]                          n_updates_global/cls       [CLS]               cls
-    sep            input == [SEP]                          n_updates_global/sep       [SEP]               sep
+    key            definition (research)                   metric_fn name             README row
+    all            input is not padding (input_ids > 0)    n_updates_global/all       All tokens
+    no_mask        input != [MASK]                         n_updates_global/no_mask   All unmasked tokens
+    mask_mask      chosen and input == [MASK]              n_updates_mask/mask        [MASK/MASK]
+    mask_random    chosen and input != original            n_updates_mask/random      [MASK/random]
+    mask_original  chosen and input == original            n_updates_mask/token       [MASK/original]
+    cls            input == [CLS]                          n_updates_global/cls       [CLS]
+    sep            input == [SEP]                          n_updates_global/sep       [SEP]
+
+In our categories: all, mask_mask, cls and sep are our all, mask, cls and sep;
+
+    no_mask        = unmasked + random + original + cls + sep
+    mask_random    = mask + the random replacements that differ from the original token
+    mask_original  = original + the random replacements that drew the original token
 
 (`metric_fn` also logs `n_updates_global/mask`, input == [MASK] anywhere, which is `mask_mask` here since
 [MASK] only enters by masking.) So the research "All unmasked tokens" counts [CLS], [SEP] and the tokens chosen
-but not shown as [MASK], and "[MASK/random]" includes the [MASK] tokens: that is why it equals "[MASK/MASK]" in the
-published table. Remaining differences are in the masking procedure, not the definitions: the research data use
-ALBERT's pre-training data generator (n-gram spans, at most `max_predictions_per_seq` per sequence), ours chooses
-each token independently.
+but not shown as [MASK], and "[MASK/random]" includes the [MASK] tokens (most of it), which explains why the
+published table gives both the same value. Remaining differences are in the masking procedure, not the
+definitions: the research code reads data in ALBERT's pre-training format (`masked_lm_positions`, at most
+`max_predictions_per_seq` per sequence; ALBERT's generator masks n-gram spans), ours chooses each token
+independently.
 """
 
 from __future__ import annotations
