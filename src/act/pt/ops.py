@@ -3,105 +3,43 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 from torch import nn
 
 
-class TorchOps:
-    """The tensor operations `act.halting` and `act.inputs` need, on torch tensors (same names and meaning as
-    `act.tf.ops.TensorFlowOps`)."""
-
-    float32, float64, int32 = torch.float32, torch.float64, torch.int32
-
-    @staticmethod
-    def executing_eagerly() -> bool:
-        """False while torch.compile / torch.export trace the model: value checks cannot raise there."""
-        return not torch.compiler.is_compiling()
-
-    @staticmethod
-    def is_integer(x) -> bool:
-        return not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
-
-    @staticmethod
-    def cast(x, dtype):
-        return x.to(dtype)
-
-    @staticmethod
-    def zeros_like(x):
-        return torch.zeros_like(x)
-
-    @staticmethod
-    def full_like(x, value):
-        return torch.full_like(x, value)
-
-    @staticmethod
-    def any(x, axis=None):
-        return x.any() if axis is None else x.any(axis)
-
-    @staticmethod
-    def all(x, axis=None):
-        return x.all() if axis is None else x.all(axis)
-
-    @staticmethod
-    def sum(x, axis=None):
-        return x.sum() if axis is None else x.sum(axis)
-
-    @staticmethod
-    def batch_mean(x):
-        """The mean over the first axis; 0 for an empty batch."""
-        return x.sum(0) / max(x.shape[0], 1)
-
-    @staticmethod
-    def min(x):
-        return x.min()
-
-    @staticmethod
-    def max(x):
-        return x.max()
-
-    @staticmethod
-    def minimum(x, value):
-        return x.clamp(max=value)
-
-    @staticmethod
-    def isfinite(x):
-        return torch.isfinite(x)
-
-    @staticmethod
-    def where(condition, x, y):
-        return torch.where(condition, x, y)
-
-    @staticmethod
-    def reshape(x, shape):
-        return x.reshape(shape)
-
-    @staticmethod
-    def stack(tensors):
-        return torch.stack(tensors)
-
-    @staticmethod
-    def shape(x):
-        return x.shape
-
-    @staticmethod
-    def arange(n):
-        return torch.arange(n)
-
-    @staticmethod
-    def to_python(x):
-        return x.tolist()
-
-    @staticmethod
-    def require(ok, message, data):
-        """A graph assertion: none in PyTorch (value checks raise eagerly; compiled, bad rows come out NaN)."""
-        return None
-
-    @staticmethod
-    def after(checks, x):
-        return x
+def _require(ok, message, data):
+    """A graph assertion: none in PyTorch (value checks raise eagerly; compiled, bad rows come out NaN)."""
+    return None
 
 
-OPS = TorchOps()
+# The tensor operations `act.halting` and `act.inputs` need, on torch tensors. Twin of `act.tf.ops.OPS`: the same
+# names with the same meaning, one line each (the two lists look alike on purpose).
+OPS = SimpleNamespace(
+    float32=torch.float32, float64=torch.float64, int32=torch.int32,
+    executing_eagerly=lambda: not torch.compiler.is_compiling(),  # False while torch.compile / torch.export trace
+    is_integer=lambda x: not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool),
+    cast=lambda x, dtype: x.to(dtype),
+    zeros_like=torch.zeros_like,
+    full_like=torch.full_like,
+    any=lambda x, axis=None: x.any() if axis is None else x.any(axis),
+    all=lambda x, axis=None: x.all() if axis is None else x.all(axis),
+    sum=lambda x, axis=None: x.sum() if axis is None else x.sum(axis),
+    batch_mean=lambda x: x.sum(0) / max(x.shape[0], 1),  # the mean over the first axis; 0 for an empty batch
+    min=torch.min,
+    max=torch.max,
+    minimum=lambda x, value: x.clamp(max=value),
+    isfinite=torch.isfinite,
+    where=torch.where,
+    reshape=torch.reshape,
+    stack=torch.stack,
+    shape=lambda x: x.shape,
+    arange=torch.arange,
+    to_python=lambda x: x.tolist(),
+    require=_require,
+    after=lambda checks, x: x,  # no graph assertions to wait for
+)
 
 
 def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
@@ -116,4 +54,4 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
     return output, weights
 
 
-__all__ = ["OPS", "TorchOps", "eager_attention_forward"]
+__all__ = ["OPS", "eager_attention_forward"]

@@ -4,6 +4,8 @@ generic `build`, the loss, and the fixed-length histories of the ACT loop."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -13,105 +15,50 @@ from ..configuration import ACTIVATIONS, AlbertActConfig
 IGNORE_INDEX = -100  # the label a cross-entropy ignores (torch's default `ignore_index`)
 
 
-class TensorFlowOps:
-    """The tensor operations `act.halting` and `act.inputs` need, on TensorFlow tensors (same names and meaning as
-    `act.pt.ops.TorchOps`)."""
-
-    float32, float64, int32 = tf.float32, tf.float64, tf.int32
-
-    @staticmethod
-    def executing_eagerly() -> bool:
-        return tf.executing_eagerly()
-
-    @staticmethod
-    def is_integer(x) -> bool:
-        dtype = x.dtype
-        return dtype.is_integer if isinstance(dtype, tf.DType) else np.issubdtype(dtype, np.integer)
-
-    @staticmethod
-    def cast(x, dtype):
-        return tf.cast(x, dtype)
-
-    @staticmethod
-    def zeros_like(x):
-        return tf.zeros_like(x)
-
-    @staticmethod
-    def full_like(x, value):
-        return tf.fill(tf.shape(x), tf.constant(value, x.dtype))
-
-    @staticmethod
-    def any(x, axis=None):
-        return tf.reduce_any(x, axis)
-
-    @staticmethod
-    def all(x, axis=None):
-        return tf.reduce_all(x, axis)
-
-    @staticmethod
-    def sum(x, axis=None):
-        return tf.reduce_sum(x, axis)
-
-    @staticmethod
-    def batch_mean(x):
-        """The mean over the first axis; 0 for an empty batch."""
-        return tf.reduce_sum(x, 0) / tf.cast(tf.maximum(tf.shape(x)[0], 1), x.dtype)
-
-    @staticmethod
-    def min(x):
-        return tf.reduce_min(x)
-
-    @staticmethod
-    def max(x):
-        return tf.reduce_max(x)
-
-    @staticmethod
-    def minimum(x, value):
-        return tf.minimum(x, value)
-
-    @staticmethod
-    def isfinite(x):
-        return tf.math.is_finite(x)
-
-    @staticmethod
-    def where(condition, x, y):
-        return tf.where(condition, x, y)
-
-    @staticmethod
-    def reshape(x, shape):
-        return tf.reshape(x, shape)
-
-    @staticmethod
-    def stack(tensors):
-        return tf.stack(tensors)
-
-    @staticmethod
-    def shape(x):
-        return tf.shape(x)
-
-    @staticmethod
-    def arange(n):
-        return tf.range(n)
-
-    @staticmethod
-    def to_python(x):
-        return x.numpy().tolist()
-
-    @staticmethod
-    def require(ok, message, data):
-        """A graph assertion (an `InvalidArgumentError` naming the problem when it fails; XLA strips it)."""
-        return tf.debugging.Assert(ok, [message, *data], summarize=8)
-
-    @staticmethod
-    def after(checks, x):
-        """`x`, computed only once the `checks` have passed (so a failed check is the error reported)."""
-        if x is None:
-            return None
-        with tf.control_dependencies([check for check in checks if check is not None]):
-            return tf.identity(x)
+def _is_integer(x) -> bool:
+    dtype = x.dtype
+    return dtype.is_integer if isinstance(dtype, tf.DType) else np.issubdtype(dtype, np.integer)
 
 
-OPS = TensorFlowOps()
+def _require(ok, message, data):
+    """A graph assertion (an `InvalidArgumentError` naming the problem when it fails; XLA strips it)."""
+    return tf.debugging.Assert(ok, [message, *data], summarize=8)
+
+
+def _after(checks, x):
+    """`x`, computed only once the `checks` have passed (so a failed check is the error reported)."""
+    if x is None:
+        return None
+    with tf.control_dependencies([check for check in checks if check is not None]):
+        return tf.identity(x)
+
+
+# The tensor operations `act.halting` and `act.inputs` need, on TensorFlow tensors. Twin of `act.pt.ops.OPS`: the
+# same names with the same meaning, one line each (the two lists look alike on purpose).
+OPS = SimpleNamespace(
+    float32=tf.float32, float64=tf.float64, int32=tf.int32,
+    executing_eagerly=tf.executing_eagerly,
+    is_integer=_is_integer,
+    cast=tf.cast,
+    zeros_like=tf.zeros_like,
+    full_like=lambda x, value: tf.fill(tf.shape(x), tf.constant(value, x.dtype)),
+    any=tf.reduce_any,
+    all=tf.reduce_all,
+    sum=tf.reduce_sum,
+    batch_mean=lambda x: tf.reduce_sum(x, 0) / tf.cast(tf.maximum(tf.shape(x)[0], 1), x.dtype),  # 0 if empty
+    min=tf.reduce_min,
+    max=tf.reduce_max,
+    minimum=tf.minimum,
+    isfinite=tf.math.is_finite,
+    where=tf.where,
+    reshape=tf.reshape,
+    stack=tf.stack,
+    shape=tf.shape,
+    arange=tf.range,
+    to_python=lambda x: x.numpy().tolist(),
+    require=_require,
+    after=_after,
+)
 
 
 # -- activations (the names of `act.configuration.ACTIVATIONS`) ---------------------------------------------------
@@ -259,6 +206,6 @@ def fill_history(array, size: int, written, fill=None) -> tuple:
     return tuple(tf.unstack(stacked, num=size))
 
 
-__all__ = ["OPS", "TensorFlowOps", "IGNORE_INDEX", "gelu", "gelu_new", "get_activation", "additive_mask_value",
+__all__ = ["OPS", "IGNORE_INDEX", "gelu", "gelu_new", "get_activation", "additive_mask_value",
            "initializer", "projection", "dense", "layer_norm", "embedding", "Weight", "build_sublayers", "Layer",
            "loss_dtype", "cross_entropy", "fill_history"]
