@@ -69,6 +69,13 @@ def test_the_module_docstrings_state_the_naming_convention():
         assert "`call`" in docstring and "`forward`" in docstring and "forward_dense" in docstring
 
 
+def test_the_threshold_comes_from_the_config():
+    """`config.halting_threshold` is the one definition of 1 - act_epsilon (no file re-computes it)."""
+    for path in (*FILES.values(), SRC / "halting.py"):
+        assert "act_epsilon" not in path.read_text(), path
+    assert "halting_threshold" in FILES["pt"].read_text() and "halting_threshold" in FILES["tf"].read_text()
+
+
 def test_shared_modules_import_no_framework():
     code = ("import sys, act, act.halting, act.inputs; "
             "bad = [m for m in ('torch', 'tensorflow', 'keras', 'transformers') if m in sys.modules]; "
