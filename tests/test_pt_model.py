@@ -83,11 +83,15 @@ def test_hidden_states_attentions_and_frozen_halted_tokens():
     reference = oracle.forward(config, state, ids, mask, types)
     out = run(model, ids, mask, types, torch.float64, output_hidden_states=True, output_attentions=True)
     iterations = int(reference["updates"].max())
-    # the loop stops as soon as no token runs: one state after the projection, one per iteration
-    assert len(out.hidden_states) == iterations + 1 == len(reference["hidden_states"])
-    assert len(out.attentions) == iterations
-    for ours, theirs in zip(out.hidden_states, reference["hidden_states"]):
+    assert iterations + 1 == len(reference["hidden_states"])
+    # fixed-length histories: the state after the projection, then one per possible iteration (the cap); after
+    # the loop ended they repeat the final state, and the attention maps are all zero
+    assert len(out.hidden_states) == config.num_hidden_layers + 1
+    assert len(out.attentions) == config.num_hidden_layers
+    for ours, theirs in zip(out.hidden_states, cases.fixed_length(reference["hidden_states"], len(out.hidden_states))):
         np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-10, rtol=0)
+    for later in out.attentions[iterations:]:
+        assert later.shape == out.attentions[0].shape and not later.any()
     assert out.attentions[0].shape == (3, config.num_attention_heads, 12, 12)
     probs = out.attentions[0].numpy()
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-12)
@@ -113,12 +117,16 @@ def test_single_unpadded_sentence_without_mask_or_types():
     assert out.updates.shape == (1, 9)
 
 
-def test_state_is_created_on_the_input_dtype():
+def test_halting_state_is_float32_in_a_bfloat16_model():
+    """ACT_SEMANTICS.md "Halting dtype": float32 halting state in a bfloat16 / float16 model."""
     config, model, _ = build("mixed")
     ids, mask, types = cases.make_inputs(seed=1)
-    out = run(model, ids, mask, types, torch.bfloat16)
-    assert out.updates.dtype == torch.bfloat16 and out.remainders.dtype == torch.bfloat16
-    assert torch.isfinite(out.last_hidden_state).all()
+    for dtype in (torch.bfloat16, torch.float16):
+        out = run(model, ids, mask, types, dtype)
+        assert out.last_hidden_state.dtype == dtype
+        assert out.updates.dtype == out.remainders.dtype == out.ponder_cost.dtype == torch.float32
+        assert out.updates.device == out.last_hidden_state.device
+        assert torch.isfinite(out.last_hidden_state).all()
 
 
 def test_save_and_load_canonical_and_auto(tmp_path):

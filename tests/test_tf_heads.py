@@ -172,7 +172,10 @@ def assert_head_parity(name, cfg, state, tf_model, pt_model):
     np.testing.assert_array_equal(tf_out["updates"].numpy(), ref["updates"])
     np.testing.assert_array_equal(tf_out["updates"].numpy(), pt_out.updates.numpy())
     assert len(np.unique(ref["updates"][ref["updates"] > 0])) > 1  # tokens really halted at different depths
+    # the ponder cost of both frameworks against the referee (multiple choice: per (example, choice) row)
     np.testing.assert_allclose(tf_out["ponder_cost"].numpy(), ref["ponder_cost"], rtol=0, atol=ATOL)
+    np.testing.assert_allclose(pt_out.ponder_cost.numpy(), ref["ponder_cost"], rtol=0, atol=ATOL)
+    np.testing.assert_allclose(tf_out["ponder_cost"].numpy(), pt_out.ponder_cost.numpy(), rtol=0, atol=ATOL)
     expected_loss = np_task_loss(name, ref, labels) + PENALTY * ref["ponder_cost"]
     np.testing.assert_allclose(tf_out["loss"].numpy(), expected_loss, rtol=0, atol=ATOL)
     np.testing.assert_allclose(tf_out["loss"].numpy(), pt_out.loss.numpy(), rtol=0, atol=ATOL)

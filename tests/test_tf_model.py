@@ -193,10 +193,15 @@ def test_hidden_states_and_attentions(setup):
     inputs = tf_inputs(ids, mask, types)
     eager = model(inputs, output_hidden_states=True, output_attentions=True)
     iterations = int(reference["updates"].max())
-    assert len(eager["hidden_states"]) == len(reference["hidden_states"]) == iterations + 1
-    assert len(eager["attentions"]) == iterations
-    for got, want in zip(eager["hidden_states"], reference["hidden_states"]):
+    assert len(reference["hidden_states"]) == iterations + 1
+    # fixed-length histories (as in PyTorch and in graphs): after the loop ended, the final state and zero maps
+    assert len(eager["hidden_states"]) == config.num_hidden_layers + 1
+    assert len(eager["attentions"]) == config.num_hidden_layers
+    for got, want in zip(eager["hidden_states"], cases.fixed_length(reference["hidden_states"],
+                                                                    config.num_hidden_layers + 1)):
         np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-5)
+    for got in eager["attentions"][iterations:]:
+        assert not got.numpy().any()
     assert eager["attentions"][0].shape == (ids.shape[0], config.num_attention_heads, ids.shape[1], ids.shape[1])
     # attention of real rows ignores padding keys
     attention = eager["attentions"][0].numpy()
@@ -207,14 +212,18 @@ def test_hidden_states_and_attentions(setup):
     for got, want in zip(eager["attentions"], pt_out.attentions):
         np.testing.assert_allclose(got.numpy()[:-1], want.numpy()[:-1], rtol=0, atol=1e-5)
 
-    # In a graph the tuples have the cap's length; slots after the last iteration repeat the final state.
-    graph = tf.function(lambda x: model(x, output_hidden_states=True, output_attentions=True))(inputs)
-    assert len(graph["hidden_states"]) == config.num_hidden_layers + 1
-    assert len(graph["attentions"]) == config.num_hidden_layers
-    for got, want in zip(graph["hidden_states"], eager["hidden_states"]):
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
-    for got in graph["hidden_states"][iterations + 1:]:
-        np.testing.assert_array_equal(got.numpy(), graph["last_hidden_state"].numpy())
+    # The same lengths in a graph and under XLA; slots after the last iteration repeat the final state.
+    for jit_compile in (False, True):
+        graph = tf.function(lambda x: model(x, output_hidden_states=True, output_attentions=True),
+                            jit_compile=jit_compile)(inputs)
+        assert len(graph["hidden_states"]) == config.num_hidden_layers + 1
+        assert len(graph["attentions"]) == config.num_hidden_layers
+        for got, want in zip(graph["hidden_states"], eager["hidden_states"]):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
+        for got in graph["hidden_states"][iterations + 1:]:
+            np.testing.assert_array_equal(got.numpy(), graph["last_hidden_state"].numpy())
+        for got in graph["attentions"][iterations:]:
+            assert not got.numpy().any()
     # the config switches them on too
     on = TFAlbertActModel(config_for(output_hidden_states=True))
     assert "hidden_states" in on(tf_inputs(ids, mask)) and "attentions" not in on(tf_inputs(ids, mask))

@@ -16,7 +16,10 @@ LEGACY_ALBERT_KEYS = (
     "layers_to_keep",
 )
 
-SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu", "swish", "tanh", "gelu_pytorch_tanh")
+# `hidden_act` name -> the function it names (transformers' ACT2FN in PyTorch; `act.tf.ops.FUNCTIONS` in Keras).
+ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "silu": "silu", "swish": "silu",
+               "tanh": "tanh", "gelu_pytorch_tanh": "gelu_new"}
+SUPPORTED_ACTIVATIONS = tuple(ACTIVATIONS)
 
 
 class AlbertActConfig(PretrainedConfig):
@@ -121,4 +124,14 @@ class AlbertActConfig(PretrainedConfig):
         return 1.0 - self.act_epsilon
 
 
-__all__ = ["AlbertActConfig", "LEGACY_ALBERT_KEYS"]
+def problem_type(config: AlbertActConfig, integer_labels: bool) -> str:
+    """transformers' rule for sequence classification, in both frameworks: `config.problem_type` if set, else
+    regression for one label, single-label classification for integer labels, multi-label otherwise (and
+    remembered in the config, as transformers does)."""
+    if config.problem_type is None:
+        config.problem_type = ("regression" if config.num_labels == 1 else
+                               "single_label_classification" if integer_labels else "multi_label_classification")
+    return config.problem_type
+
+
+__all__ = ["AlbertActConfig", "LEGACY_ALBERT_KEYS", "ACTIVATIONS", "problem_type"]

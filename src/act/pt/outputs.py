@@ -1,4 +1,8 @@
-"""Output dataclasses of the PyTorch models (kept apart from modeling.py, whose classes mirror the Keras file)."""
+"""Output dataclasses of the PyTorch models (kept apart from modeling.py, whose classes mirror the Keras file).
+
+Each class spells out all its fields, the halting fields (`act.halting.FIELDS`) included, as transformers' output
+classes do: a ModelOutput's field order is its tuple order, so the repeated field lists are deliberate.
+"""
 
 from __future__ import annotations
 
