@@ -394,3 +394,40 @@ def test_infer_architecture():
     assert names.infer_architecture(["predictions.bias"]) == "AlbertActForMaskedLM"
     assert names.infer_architecture(["classifier.weight", "sop_classifier.classifier.weight"]) == \
         "AlbertActForSequenceClassification"
+
+
+def test_the_checkpoints_package_imports_no_framework():
+    import subprocess
+    import sys
+
+    code = ("import sys, act.checkpoints, act.checkpoints.loading; "
+            "print(sorted(m for m in ('torch', 'tensorflow', 'transformers', 'keras') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_one_format_detector(tmp_path, bare):
+    """Directories are looked at in one order (safetensors, its shard index, .bin, tf_model.h5, TF1); files by name."""
+    from act.checkpoints import detect
+
+    directory = tmp_path / "model"
+    directory.mkdir()
+    torch.save(bare.state_dict(), directory / "pytorch_model.bin")
+    files.write_legacy_h5(directory / "tf_model.h5", numpy_state(bare))
+    assert detect(directory).format == "pytorch_bin" and detect(directory).path == directory / "pytorch_model.bin"
+    files.write_canonical_files(directory, bare.config.to_dict(), numpy_state(bare))
+    found = detect(directory)
+    assert (found.format, found.path, found.directory) == ("canonical", directory / "model.safetensors", directory)
+    assert detect(directory / "tf_model.h5").format == "legacy_h5"
+    assert detect(directory / "pytorch_model.bin").format == "pytorch_bin"
+    for name, fmt in (("m.keras", "keras"), ("m.weights.h5", "keras_weights")):
+        (tmp_path / name).write_bytes(b"")
+        assert detect(tmp_path / name).format == fmt
+    with pytest.raises(CheckpointError, match="Keras variables"):
+        files.read_weights(tmp_path / "m.keras")
+    (tmp_path / "notes.txt").write_text("no model")
+    with pytest.raises(CheckpointError, match="unknown checkpoint format"):
+        detect(tmp_path / "notes.txt")
+    assert [files.is_model_file(n) for n in ("config.json", "model-00001-of-00002.safetensors", "tf_model.h5",
+                                             "spiece.model", "model-final.safetensors", "README.md")] == \
+        [True, True, True, False, False, False]

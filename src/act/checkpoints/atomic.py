@@ -271,9 +271,15 @@ def recover(dest: str | os.PathLike) -> list[str]:
     done = []
     for staging in _staging_candidates(dest):
         if not _ours(staging, dest):
-            if not any(staging.iterdir()):  # killed between creating it and writing its marker
+            # Killed between creating it and completing its marker: it holds nothing but (part of) the marker.
+            entries = list(staging.iterdir())
+            if _marker(staging) is None and all(entry.is_file() and MARKER in entry.name for entry in entries):
+                for entry in entries:
+                    with contextlib.suppress(OSError):
+                        entry.unlink()
                 with contextlib.suppress(OSError):
                     staging.rmdir()
+                done.append(f"removed {staging.name}, left by a killed run")
             continue
         if staging.parent == dest and (staging / JOURNAL).is_file():
             _roll_forward(staging, dest)
