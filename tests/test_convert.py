@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import oracle
-from act.checkpoints import files, names
+from act.checkpoints import files
 from act.cli import main
 from act.convert import VerificationError, convert
 from act.checkpoints import CheckpointError

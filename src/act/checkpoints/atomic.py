@@ -181,7 +181,7 @@ def _marker(staging: Path) -> dict | None:
 def _staging_candidates(dest: Path) -> list[Path]:
     """Staging directories that a run writing `dest` may have left: inside DEST and next to it."""
     found = []
-    if dest.is_dir() and not dest.is_symlink():
+    if dest.is_dir():  # a symlink to a directory too: the staging directory is inside its target
         found += [p for p in dest.iterdir() if p.name.startswith(STAGING_PREFIX)]
     if dest.parent.is_dir():
         found += [p for p in dest.parent.iterdir() if p.name.startswith(f".{dest.name}{STAGING_PREFIX}")]
