@@ -249,3 +249,41 @@ def test_loaders_refuse_keras_and_tf1_sources_with_a_hint(tmp_path, saved):
     with pytest.raises(CheckpointError, match="no such file or directory"):
         files.detect(tmp_path / "nothing")
     assert json.loads((saved[3] / "config.json").read_text())["model_type"] == "albert_act"
+
+
+def test_check_state_names_every_problem_and_reports_what_it_skipped():
+    from act.checkpoints import check_state
+
+    expected = {"encoder.a.weight": ((3, 2), True), "encoder.b.bias": ((4,), True), "encoder.c.weight": ((1, 5), True),
+                "classifier.weight": ((2, 4), True)}
+    state = {"encoder.a.weight": np.zeros((2, 3)), "encoder.b.bias": np.zeros(4, np.int64),
+             "encoder.x.weight": np.zeros(1), "embeddings.position_ids": np.zeros((1, 8))}
+    with pytest.raises(CheckpointError) as info:
+        check_state(state, expected, "some/file.bin", "M")
+    message = str(info.value)
+    assert message.startswith("some/file.bin: ")
+    assert "missing tensors: classifier.weight, encoder.c.weight" in message  # strict: the head too
+    assert "unexpected tensors: encoder.x.weight" in message and "position_ids" not in message
+    assert "encoder.a.weight has shape (2, 3) in the checkpoint but the model expects (3, 2)" in message
+    assert "encoder.b.bias holds int64 values" in message
+    good = {"encoder.a.weight": np.zeros((3, 2), np.float32), "encoder.b.bias": np.zeros(4, np.float32),
+            "encoder.c.weight": np.zeros((1, 5), np.float32), "embeddings.position_ids": np.zeros((1, 8)),
+            "sop_classifier.classifier.bias": np.zeros(2, np.float32)}
+    checked, report = check_state(good, expected, "f", "M", strict=False)
+    assert sorted(checked) == ["encoder.a.weight", "encoder.b.bias", "encoder.c.weight"]
+    assert report.initialised == ["classifier.weight"] and report.unused_heads == ["sop_classifier.classifier.bias"]
+    assert report.skipped == {"embeddings.position_ids": "buffer, not a weight",
+                              "sop_classifier.classifier.bias": "not used by M"}
+
+
+def test_an_untied_model_loads_both_copies():
+    from act.checkpoints import check_state
+
+    expected = {"albert.embeddings.word_embeddings.weight": ((3, 2), True),
+                "predictions.decoder.weight": ((3, 2), True)}
+    state = {"albert.embeddings.word_embeddings.weight": np.ones((3, 2), np.float32),
+             "predictions.decoder.weight": np.zeros((3, 2), np.float32)}
+    checked, _ = check_state(state, expected, "f", "M", ties=False)
+    assert sorted(checked) == sorted(state)
+    with pytest.raises(CheckpointError, match="differs from albert.embeddings.word_embeddings.weight"):
+        check_state(state, expected, "f", "M", ties=True)

@@ -16,6 +16,7 @@ from act import (
     AlbertActForTokenClassification,
     AlbertActModel,
 )
+from act.checkpoints import CheckpointWarning
 from alignment import misaligned
 
 HEADS = [AlbertActForPreTraining, AlbertActForMaskedLM, AlbertActForSequenceClassification,
@@ -164,7 +165,9 @@ def test_heads_round_trip_and_load_through_auto_classes(tmp_path):
     assert type(encoder) is AlbertActModel
     with torch.no_grad():
         assert torch.equal(encoder(input_ids=ids, attention_mask=mask).updates, a.updates)
-    classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pre", num_labels=3)
+    with pytest.warns(CheckpointWarning, match=r"newly initialised .*classifier\.bias, classifier\.weight"), \
+            pytest.warns(CheckpointWarning, match=r"not used by AlbertActForSequenceClassification: predictions\."):
+        classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pre", num_labels=3)
     assert type(classifier) is AlbertActForSequenceClassification
 
 
