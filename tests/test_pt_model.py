@@ -241,8 +241,9 @@ def test_legacy_tf_model_h5_loads_in_pytorch(tmp_path):
     encoder = AlbertActModel.from_pretrained(head_dir)  # the bare model takes the head file's encoder
     assert torch.equal(run(encoder, ids, mask, types).updates, a.updates)
     # a head model out of a bare file: the encoder loads, the head is initialised, and the warning says so
-    with pytest.warns(CheckpointWarning, match=r"bare/tf_model\.h5: AlbertActForSequenceClassification weights not in "
-                                               r"the checkpoint, newly initialised .*classifier\.bias, classifier\.weight"):
+    with pytest.warns(CheckpointWarning, match=r"bare/tf_model\.h5: AlbertActForSequenceClassification weights not "
+                                               r"in the checkpoint, newly initialised .*classifier\.bias, "
+                                               r"classifier\.weight"):
         fresh = AlbertActForSequenceClassification.from_pretrained(bare_dir)
     for key, value in fresh.albert.state_dict().items():
         np.testing.assert_array_equal(value.numpy(), state[key], err_msg=key)
