@@ -1,20 +1,15 @@
-"""PyTorch plumbing of the ALBERT-ACT models that is no mirrored method: transformers' class attributes, loading
-(`from_pretrained` also reads the research port's legacy `tf_model.h5`), the output-embedding accessors of the
+"""PyTorch plumbing of the ALBERT-ACT models that is no mirrored method: transformers' class attributes, loading and
+saving (through `act.checkpoints`: every format checked, crash-safe writes), the output-embedding accessors of the
 heads with an MLM decoder, and input validation at the edge. `AlbertActPreTrainedModel` (in `modeling.py`)
 subclasses `AlbertActBase`, as `TFAlbertActPreTrainedModel` subclasses `act.tf.base.TFAlbertActBase`."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import torch
 from transformers import PreTrainedModel
 
 from .. import inputs as inputs_lib
-from .. import weights as weights_lib
+from ..checkpoints import loading as checkpoint_loading
 from ..configuration import AlbertActConfig
-from ..weights import TIED
 from .ops import OPS
 
 
@@ -31,30 +26,32 @@ class AlbertActBase(PreTrainedModel):
     # Published research checkpoints carry this buffer; it is rebuilt at init, so it is not a weight.
     _keys_to_ignore_on_load_unexpected = [r"embeddings\.position_ids", r"embeddings\.token_type_ids"]
 
+    def __init__(self, config: AlbertActConfig, *inputs, **kwargs):
+        if isinstance(config, AlbertActConfig):
+            config.check()  # validated where a model is built: a ValueError naming the key
+        super().__init__(config, *inputs, **kwargs)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """transformers' `from_pretrained`; in addition, a local directory whose only weights are the research
-        port's legacy `tf_model.h5` (transformers 5 reads no TensorFlow weights) is read through `act.weights`
-        (keywords are then config overrides, e.g. ``num_labels=3``; every tensor must match the model)."""
-        directory = Path(os.fspath(pretrained_model_name_or_path))
-        try:
-            legacy = directory.is_dir() and weights_lib.find_weights(directory).name == weights_lib.TF_WEIGHTS_NAME
-        except weights_lib.CheckpointError:
-            legacy = False  # no weights we know of: transformers says what it looked for
-        if not legacy:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        config, model_kwargs = cls.config_class.from_pretrained(directory, return_unused_kwargs=True, **kwargs)
-        model = cls(config, *model_args, **model_kwargs)
-        path = directory / weights_lib.TF_WEIGHTS_NAME
-        ours = model.state_dict()
-        state = weights_lib.match_model_names(weights_lib.read_legacy_h5(path), ours,
-                                              model.base_model.pooler is not None)
-        expected = {name: tuple(value.shape) for name, value in ours.items() if name not in TIED}
-        weights_lib.check_state_dict(state, expected, str(path))
-        model.load_state_dict({name: torch.from_numpy(value) for name, value in state.items() if name in expected},
-                              strict=False)
-        model.tie_weights()
-        return model.eval()
+        """transformers' `from_pretrained` (config overrides such as ``num_labels=3``, ``dtype``, ``config``,
+        ``output_loading_info``, ...), with every checkpoint read and checked by `act.checkpoints.loading`: a local
+        directory in any format (model.safetensors, pytorch_model.bin, the research port's tf_model.h5). A missing,
+        unexpected or mis-shaped encoder tensor is a `CheckpointError` naming the file; a task head missing from the
+        checkpoint is newly initialised, with a warning."""
+        return checkpoint_loading.pytorch_from_pretrained(cls, super().from_pretrained, pretrained_model_name_or_path,
+                                                          model_args, kwargs)
+
+    @staticmethod
+    def _load_pretrained_model(model, state_dict, checkpoint_files, load_config, expected_keys=None):
+        """transformers' tensor loading, behind the checks of `act.checkpoints.loading` (every path of
+        `from_pretrained` ends here, including files that transformers resolved itself)."""
+        return checkpoint_loading.load_into_pytorch(model, state_dict, checkpoint_files, load_config, expected_keys,
+                                                    PreTrainedModel._load_pretrained_model)
+
+    def save_pretrained(self, save_directory, **kwargs):
+        """transformers' `save_pretrained`, written as one crash-safe replacement of the directory's model files
+        (`act.checkpoints.atomic`): the other files in the directory are kept."""
+        return checkpoint_loading.save_pytorch(self, super().save_pretrained, save_directory, kwargs)
 
     def get_output_embeddings(self):
         """The MLM decoder (tied to the word embeddings) of the heads that have one, else None."""

@@ -21,7 +21,7 @@ from transformers.utils import can_return_tuple
 from .. import halting
 from ..configuration import AlbertActConfig, problem_type
 from ..inputs import mark_outputs
-from ..weights import TIED
+from ..checkpoints.names import TIED
 from .base import AlbertActBase
 from .ops import OPS, eager_attention_forward
 from .outputs import (

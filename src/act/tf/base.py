@@ -16,7 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from .. import inputs as inputs_lib
-from .. import weights as weights_lib
+from ..checkpoints import loading as checkpoint_loading
+from ..checkpoints import names as checkpoint_names
 from ..configuration import AlbertActConfig
 from .ops import OPS, build_sublayers
 
@@ -42,6 +43,7 @@ class TFAlbertActBase(keras.Model):
     def __init__(self, config: AlbertActConfig | dict, **kwargs):
         if isinstance(config, dict):
             config = AlbertActConfig.from_dict(config)
+        config.check()  # validated where a model is built: a ValueError naming the key
         super().__init__(**kwargs)
         self.config = config
 
@@ -89,12 +91,12 @@ class TFAlbertActBase(keras.Model):
         return variable.path[len(prefix):]
 
     def canonical_variables(self) -> dict:
-        """canonical name -> (Keras variable, transpose?), through `act.weights.keras_to_canonical`."""
+        """canonical name -> (Keras variable, transpose?), through `act.checkpoints.names.keras_to_canonical`."""
         if not self.built:
             self.build()
         table = {}
         for variable in self.weights:
-            name, transpose = weights_lib.keras_to_canonical(self._relative_path(variable))
+            name, transpose = checkpoint_names.keras_to_canonical(self._relative_path(variable))
             if name in table:
                 raise RuntimeError(f"two Keras variables map to the canonical name {name!r}")
             table[name] = (variable, transpose)
@@ -114,7 +116,7 @@ class TFAlbertActBase(keras.Model):
 
     def get_input_embeddings(self) -> keras.layers.Embedding:
         """The word embeddings (a task model's are its encoder's; `TFAlbertActModel` owns them)."""
-        return getattr(self, weights_lib.BASE_PREFIX, self).embeddings.word_embeddings
+        return getattr(self, checkpoint_names.BASE_PREFIX, self).embeddings.word_embeddings
 
     def get_output_embeddings(self) -> keras.layers.Embedding | None:
         """The MLM decoder of the heads that have one: the word-embedding layer itself (tied)."""
@@ -149,38 +151,18 @@ class TFAlbertActBase(keras.Model):
 
     # -- loading and saving (canonical format) ------------------------------------------------------------------
 
-    def load_canonical_state_dict(self, state: dict, source: str = "state dict", strict: bool = True) -> None:
-        """Check a canonical state dict against the model (names, shapes) and assign it.
+    def load_canonical_state_dict(self, state: dict, source: str = "state dict", strict: bool = True):
+        """Check a canonical state dict against the model (names, shapes, dtypes) and assign it, through
+        `act.checkpoints.loading` (the path every loader takes); returns its `LoadReport`.
 
         Accepted as in PyTorch: in a task model, the encoder without the `albert.` prefix (a bare-model
         checkpoint); in the bare model, a task checkpoint (its encoder is taken, its head left alone); tied copies
-        (`act.weights.TIED`) and, in a model without a pooler, the checkpoint's pooler. ``strict=False`` (what
-        `from_pretrained` uses, like transformers): head weights of this model that the checkpoint lacks keep
+        (`act.checkpoints.names.TIED`) and, in a model without a pooler, the checkpoint's pooler. ``strict=False``
+        (what `from_pretrained` uses, like transformers): head weights of this model that the checkpoint lacks keep
         their fresh initialisation, and weights of other heads are skipped, with a warning; the encoder must be
         complete either way.
         """
-        import warnings
-
-        expected = self.expected_shapes()
-        encoder = getattr(self, weights_lib.BASE_PREFIX, self)  # a task model's encoder is its `albert`
-        state = weights_lib.drop_tied(weights_lib.match_model_names(dict(state), expected, encoder.pooler is not None))
-        allow_missing = ()
-        if not strict:
-            skipped = sorted(name for name in state if name not in expected and weights_lib.is_head_name(name))
-            state = {name: value for name, value in state.items() if name not in skipped}
-            allow_missing = tuple(sorted(name for name in expected
-                                         if name not in state and weights_lib.is_head_name(name)))
-            if skipped:
-                warnings.warn(f"{source}: weights not used by {type(self).__name__}: {', '.join(skipped)}",
-                              stacklevel=2)
-            if allow_missing:
-                warnings.warn(f"{source}: {type(self).__name__} weights not in the checkpoint, newly initialised "
-                              f"(train them before use): {', '.join(allow_missing)}", stacklevel=2)
-        weights_lib.check_state_dict(state, expected, source, allow_missing=allow_missing)
-        for name, (variable, transpose) in self.canonical_variables().items():
-            if name in state:
-                value = np.asarray(state[name])
-                variable.assign(np.asarray(value.T if transpose else value, dtype=variable.dtype))
+        return checkpoint_loading.load_into_keras(self, state, source=source, strict=strict)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, **kwargs):
@@ -190,23 +172,12 @@ class TFAlbertActBase(keras.Model):
         Keywords that are config attributes override `config.json` (e.g. ``num_labels=3``, ``ponder_penalty=1e-3``),
         as in transformers; ``name``, ``dtype`` and ``trainable`` go to the Keras constructor.
         """
-        overrides = {key: kwargs.pop(key) for key in list(kwargs) if key not in CONSTRUCTOR_KWARGS}
-        raw = weights_lib.read_config(directory)
-        config, unused = AlbertActConfig.from_dict(raw, return_unused_kwargs=True, **overrides)
-        if unused:
-            raise TypeError(f"{cls.__name__}.from_pretrained: unknown arguments {sorted(unused)} (neither a config "
-                            f"attribute nor one of {CONSTRUCTOR_KWARGS})")
-        model = cls(config, **kwargs)
-        model.build()
-        path = weights_lib.find_weights(directory)
-        model.load_canonical_state_dict(weights_lib.read_weights(path), source=str(path), strict=False)
-        return model
+        return checkpoint_loading.keras_from_pretrained(cls, directory, kwargs, CONSTRUCTOR_KWARGS)
 
     def save_pretrained(self, directory: str | os.PathLike):
-        """Write the canonical format (`config.json` + `model.safetensors`, PyTorch names): PyTorch loads it as is."""
-        config = self.config.to_dict()
-        config["architectures"] = [type(self).__name__[2:]]  # the PyTorch class of the same name
-        return weights_lib.write_canonical(directory, config, self.canonical_state_dict())
+        """Write the canonical format (`config.json` + `model.safetensors`, PyTorch names): PyTorch loads it as is.
+        Crash-safe (`act.checkpoints.atomic`): the directory's other files are kept."""
+        return checkpoint_loading.save_keras(self, directory)
 
     # -- serving ------------------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ specified in ACT_SEMANTICS.md: one shared ALBERT layer applied again and again, 
 Computation Time (Graves, 2016) when to stop being updated.
 
 Sublayers are named (Keras ``name=``) like the PyTorch attributes, so a variable path below the model is the Keras
-name of a canonical parameter (`act.weights.canonical_to_keras`). The ACT loop is a `tf.while_loop` bounded by the
+name of a canonical parameter (`act.checkpoints.names.canonical_to_keras`). The ACT loop is a `tf.while_loop` bounded by the
 iteration cap, so the model compiles with ``jit_compile=True``.
 """
 
@@ -397,7 +397,7 @@ class TFAlbertActMLMHead(Layer):
 
     The decoder has no variables of its own: `call` takes the encoder's word-embedding matrix (vocab, emb) and
     computes ``h @ E^T + bias``, so the tie holds through training, saving and loading (canonical names:
-    `predictions.bias`; `predictions.decoder.*` are the tied copies of `act.weights.TIED`).
+    `predictions.bias`; `predictions.decoder.*` are the tied copies of `act.checkpoints.names.TIED`).
     """
 
     def __init__(self, config: AlbertActConfig, **kwargs):
