@@ -1,4 +1,5 @@
-"""`TFAlbertActModel.export(..., format="tf_saved_model")`: dynamic sequence length, served == eager."""
+"""`export(..., format="tf_saved_model")` of the encoder and of every head: a dynamic batch and sequence length, int32
+inputs whatever built the model (`fit`, a call, `predict`, `from_pretrained`), served == eager == `predict`."""
 
 import numpy as np
 import pytest
@@ -8,6 +9,8 @@ import oracle
 from act import AlbertActConfig
 
 tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+import act.tf as tf_models  # noqa: E402
 from act.tf import TFAlbertActModel  # noqa: E402
 
 KEYS = ("last_hidden_state", "pooler_output", "updates", "remainders", "ponder_cost")
@@ -52,3 +55,113 @@ def test_served_equals_eager_at_two_lengths(exported, batch, length):
     reference = oracle.forward(config, state, ids, mask, types)
     assert np.array_equal(eager["updates"].numpy(), reference["updates"])
     assert len(np.unique(reference["updates"][mask.astype(bool)])) > 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Export whatever built the model: `fit`, a call, `predict`, `from_pretrained` (Keras builds a subclassed model
+# from float placeholders unless told otherwise); the served signature gives what `predict` gives.
+# ---------------------------------------------------------------------------------------------------------------
+
+HEADS = ["TFAlbertActForPreTraining", "TFAlbertActForMaskedLM", "TFAlbertActForSequenceClassification",
+         "TFAlbertActForTokenClassification", "TFAlbertActForQuestionAnswering", "TFAlbertActForMultipleChoice"]
+
+
+def head_batch(name, seed=0):
+    """Int32 inputs with ragged padding, (4, 10); multiple choice (2, 2, 10)."""
+    ids, mask, types = cases.make_inputs(seed, batch=4, length=10)
+    x = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    if name == "TFAlbertActForMultipleChoice":
+        x = {key: value.reshape(2, 2, 10) for key, value in x.items()}
+    return {key: value.astype("int32") for key, value in x.items()}
+
+
+def head_targets(name, x):
+    """(targets, compiled loss) of one `fit` step: the Keras losses see the prediction outputs."""
+    scce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    rng = np.random.default_rng(1)
+    batch, length = x["input_ids"].shape[0], x["input_ids"].shape[-1]
+    if name == "TFAlbertActForPreTraining":
+        return {"prediction_logits": x["input_ids"], "sop_logits": np.array([0, 1, 1, 0])}, \
+            {"prediction_logits": scce, "sop_logits": scce}
+    if name == "TFAlbertActForQuestionAnswering":
+        return {"start_logits": rng.integers(0, length, batch), "end_logits": rng.integers(0, length, batch)}, \
+            {"start_logits": scce, "end_logits": scce}
+    if name == "TFAlbertActForMaskedLM":
+        return x["input_ids"], scce
+    if name == "TFAlbertActForTokenClassification":
+        return rng.integers(0, 2, (batch, length)), scce
+    return rng.integers(0, 2, batch), scce  # sequence classification (2 labels), multiple choice (2 choices)
+
+
+def with_mixed_halting(model):
+    """Tokens that halt at different depths (the random initial weights halt every token at the same step)."""
+    prefix = "" if isinstance(model, TFAlbertActModel) else "albert."
+    model.load_canonical_state_dict(cases.apply_regime(model.canonical_state_dict(), "mixed", seed=5, prefix=prefix))
+
+
+def assert_serves_what_predict_gives(model, x, path):
+    model.export(str(path), verbose=False)
+    served = tf.saved_model.load(str(path))
+    signature = served.signatures["serving_default"]
+    _, specs = signature.structured_input_signature
+    assert {name: (spec.dtype, spec.shape.rank) for name, spec in specs.items()} == {
+        name: (tf.int32, model.input_rank) for name in ("input_ids", "attention_mask", "token_type_ids")}
+    out = signature(**{name: tf.constant(value) for name, value in x.items()})
+    predicted = model.predict(x, batch_size=len(x["input_ids"]), verbose=0)
+    assert set(out) == set(predicted)
+    np.testing.assert_array_equal(out["updates"].numpy(), predicted["updates"])
+    token = x["attention_mask"].astype(bool)
+    assert len(np.unique(predicted["updates"][token])) > 1  # the comparison covers tokens halting at different depths
+    for key, value in predicted.items():
+        np.testing.assert_allclose(out[key].numpy(), value, rtol=0, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.filterwarnings("ignore:`shuffle=True` was passed")
+@pytest.mark.parametrize("name", HEADS)
+def test_every_head_exports_after_fit(name, tmp_path):
+    config = AlbertActConfig(**cases.tiny_config_kwargs(num_labels=2, ponder_penalty=1e-3))
+    keras.utils.set_random_seed(0)
+    model = getattr(tf_models, name)(config)  # built by nothing but `fit`
+    x = head_batch(name)
+    y, loss = head_targets(name, x)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=loss)
+    history = model.fit(x, y, batch_size=len(x["input_ids"]), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    with_mixed_halting(model)
+    assert_serves_what_predict_gives(model, x, tmp_path / "served")
+
+
+@pytest.mark.parametrize("route", ["call", "predict", "from_pretrained"])
+def test_the_encoder_exports_after_a_call_predict_or_from_pretrained(route, tmp_path):
+    config = AlbertActConfig(**cases.tiny_config_kwargs())
+    keras.utils.set_random_seed(0)
+    x = head_batch("TFAlbertActModel", seed=2)
+    if route == "from_pretrained":
+        TFAlbertActModel(config).save_pretrained(tmp_path / "pretrained")
+        model = TFAlbertActModel.from_pretrained(tmp_path / "pretrained")
+    else:
+        model = TFAlbertActModel(config)
+        if route == "call":
+            model(x)
+        else:
+            model.predict(x, verbose=0)
+    with_mixed_halting(model)
+    assert_serves_what_predict_gives(model, x, tmp_path / "served")
+
+
+def test_saved_model_save_has_an_integer_serving_default(tmp_path):
+    """`tf.saved_model.save(model)` (no signature given) serves int32 inputs of any batch and length, also for a
+    model that was built by a call; the nested encoder of a head gets no signature of its own."""
+    config = AlbertActConfig(**cases.tiny_config_kwargs(num_labels=3))
+    model = tf_models.TFAlbertActForSequenceClassification(config)
+    x = head_batch("TFAlbertActForSequenceClassification")
+    expected = model(x)
+    assert model._default_save_signature is not None and model.albert._default_save_signature is None
+    tf.saved_model.save(model, str(tmp_path / "saved"))
+    signature = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
+    _, specs = signature.structured_input_signature
+    assert all(spec.dtype == tf.int32 and spec.shape.as_list() == [None, None] for spec in specs.values())
+    out = signature(**{name: tf.constant(value[:2, :6]) for name, value in x.items()})
+    np.testing.assert_array_equal(out["updates"].numpy(), model({k: v[:2, :6] for k, v in x.items()})["updates"])
+    np.testing.assert_allclose(signature(**{name: tf.constant(value) for name, value in x.items()})["logits"],
+                               expected["logits"], rtol=0, atol=1e-5)

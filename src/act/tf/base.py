@@ -22,7 +22,25 @@ from .ops import OPS, build_sublayers
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")  # the serving signature
 OPTIONAL_INPUT_NAMES = ("position_ids", "inputs_embeds")  # also accepted by `call`, as in PyTorch
+INTEGER_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 CONSTRUCTOR_KWARGS = ("name", "dtype", "trainable", "add_pooling_layer")  # from_pretrained keywords that are not config overrides
+
+
+def integer_inputs(data):
+    """`data` (x, or an (x, y[, sample_weight]) tuple) with the integer inputs of x (the ids, or the entries of its
+    dict named in `INTEGER_INPUT_NAMES`) cast to int32 where they are floats."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+
+    def cast(value):
+        return tf.cast(value, "int32") if value is not None and tf.as_dtype(value.dtype).is_floating else value
+
+    if isinstance(x, dict):
+        x = {name: cast(value) if name in INTEGER_INPUT_NAMES else value for name, value in x.items()}
+    elif x is not None and not isinstance(x, (list, tuple)):
+        x = cast(x)
+    if not isinstance(data, tuple):
+        return x
+    return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
 
 
 class TFAlbertActBase(keras.Model):
@@ -49,6 +67,7 @@ class TFAlbertActBase(keras.Model):
     # compiled loss and metrics see (the logits tensor for one name, else a dict). The bare model: none.
     label_names: tuple = ()
     prediction_names: tuple = ()
+    _exporting: bool = False  # see `_default_save_signature`
     input_rank: int = 2  # of the ids in the serving signature: (batch, seq_len); multiple choice adds num_choices
 
     # -- Keras serialisation and build --------------------------------------------------------------------------
@@ -68,6 +87,38 @@ class TFAlbertActBase(keras.Model):
 
     def get_build_config(self):
         return {"built": True}
+
+    # Integer inputs whatever builds the model. Keras assumes float inputs in two places, and a model built by a
+    # call, `fit` or `predict` (rather than by `build()`) met both: `export` and a `tf.distribute` strategy then
+    # traced the model with float32 ids ("input_ids must be integer token ids, got dtype float32").
+
+    @property
+    def _default_save_signature(self):
+        """The `serving_default` function that `tf.saved_model.save` (and so `export`) traces: int32 inputs of
+        `serving_input_signature()`. Keras' own (keras/src/backend/tensorflow/layer.py) takes the shapes recorded by
+        the first call with the model's float compute dtype as the input dtype.
+
+        None (no trace) for a model nested in another (a head's `albert`: its path is below its parent's) and during
+        `export`, which writes its own signature: each trace of the ACT loop costs export time."""
+        if not self.built or "/" in (self.path or "") or self._exporting:
+            return None
+        model = self
+
+        @tf.function(input_signature=self.serving_input_signature())
+        def serving_default(inputs):
+            return model(inputs)
+
+        return serving_default
+
+    def _symbolic_build(self, iterator=None, data_batch=None):
+        """Under a `tf.distribute` strategy, `fit` / `evaluate` / `predict` first build the model, the loss and the
+        metrics from a sample batch that Keras makes by averaging the replicas' batches (`_maybe_symbolic_build` in
+        keras/src/backend/tensorflow/trainer.py: `strategy.reduce("MEAN", ...)`), which turns int32 ids into
+        float32. Only the shapes and dtypes of that batch are used: give the integer inputs their dtype back. The
+        steps themselves see the real batches, checked as always."""
+        if data_batch is not None:
+            data_batch = integer_inputs(data_batch)
+        return super()._symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def build_from_config(self, config):
         self.build()
@@ -220,7 +271,11 @@ class TFAlbertActBase(keras.Model):
             if not self.built:
                 self.build()
             input_signature = self.serving_input_signature()
-        return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
+        self._exporting = True
+        try:
+            return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
+        finally:
+            self._exporting = False
 
     # -- inputs -------------------------------------------------------------------------------------------------
 
