@@ -22,25 +22,7 @@ from .ops import OPS, build_sublayers
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")  # the serving signature
 OPTIONAL_INPUT_NAMES = ("position_ids", "inputs_embeds")  # also accepted by `call`, as in PyTorch
-INTEGER_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 CONSTRUCTOR_KWARGS = ("name", "dtype", "trainable", "add_pooling_layer")  # from_pretrained keywords that are not config overrides
-
-
-def integer_inputs(data):
-    """`data` (x, or an (x, y[, sample_weight]) tuple) with the integer inputs of x (the ids, or the entries of its
-    dict named in `INTEGER_INPUT_NAMES`) cast to int32 where they are floats."""
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-
-    def cast(value):
-        return tf.cast(value, "int32") if value is not None and tf.as_dtype(value.dtype).is_floating else value
-
-    if isinstance(x, dict):
-        x = {name: cast(value) if name in INTEGER_INPUT_NAMES else value for name, value in x.items()}
-    elif x is not None and not isinstance(x, (list, tuple)):
-        x = cast(x)
-    if not isinstance(data, tuple):
-        return x
-    return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
 
 
 class TFAlbertActBase(keras.Model):
@@ -88,6 +70,16 @@ class TFAlbertActBase(keras.Model):
     def get_build_config(self):
         return {"built": True}
 
+    def build_from_config(self, config):
+        self.build()
+
+    def build(self, input_shape=None):
+        """Create every variable (no input shape needed), then `_init_weights` on every sublayer, as PyTorch's
+        `post_init` does."""
+        build_sublayers(self)
+        for layer in self._flatten_layers(include_self=False):
+            self._init_weights(layer)
+
     # Integer inputs whatever builds the model. Keras assumes float inputs in two places, and a model built by a
     # call, `fit` or `predict` (rather than by `build()`) met both: `export` and a `tf.distribute` strategy then
     # traced the model with float32 ids ("input_ids must be integer token ids, got dtype float32").
@@ -110,25 +102,47 @@ class TFAlbertActBase(keras.Model):
 
         return serving_default
 
-    def _symbolic_build(self, iterator=None, data_batch=None):
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Under a `tf.distribute` strategy, `fit` / `evaluate` / `predict` first build the model, the loss and the
-        metrics from a sample batch that Keras makes by averaging the replicas' batches (`_maybe_symbolic_build` in
-        keras/src/backend/tensorflow/trainer.py: `strategy.reduce("MEAN", ...)`), which turns int32 ids into
-        float32. Only the shapes and dtypes of that batch are used: give the integer inputs their dtype back. The
-        steps themselves see the real batches, checked as always."""
-        if data_batch is not None:
-            data_batch = integer_inputs(data_batch)
-        return super()._symbolic_build(iterator=iterator, data_batch=data_batch)
+        metrics from a sample batch. Keras (`_maybe_symbolic_build` in keras/src/backend/tensorflow/trainer.py) makes
+        it by averaging the replicas' first batches with `strategy.reduce("MEAN", ...)`: int32 ids come out float32
+        under `MirroredStrategy`, and `MultiWorkerMirroredStrategy` cannot reduce a dict at all. Only the shapes and
+        dtypes of that batch matter: take the first local replica's batch as it is."""
+        strategy = self._distribute_strategy
+        if strategy is not None and iterator is not None and data_batch is None:
+            def local(value):
+                if isinstance(value, tf.distribute.DistributedValues):
+                    return strategy.experimental_local_results(value)[0]
+                return value
 
-    def build_from_config(self, config):
-        self.build()
+            for _, _, batches in iterator:
+                data_batch = keras.tree.map_structure(local, next(batches))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
-    def build(self, input_shape=None):
-        """Create every variable (no input shape needed), then `_init_weights` on every sublayer, as PyTorch's
-        `post_init` does."""
-        build_sublayers(self)
-        for layer in self._flatten_layers(include_self=False):
-            self._init_weights(layer)
+    def train_step(self, data):
+        return self.with_replica_axis(super().train_step(data))
+
+    def test_step(self, data):
+        return self.with_replica_axis(super().test_step(data))
+
+    def predict_step(self, data):
+        return self.with_replica_axis(super().predict_step(data))
+
+    def with_replica_axis(self, outputs):
+        """Under `MultiWorkerMirroredStrategy` across workers, Keras reduces what each replica's step returns with
+        collectives along axis 0 (`reduce_per_replica` in keras/src/backend/tensorflow/trainer.py: the mean of the
+        logs, the concatenation of the predictions), which fail on scalars: the loss and metrics ("Invalid reduction
+        dimension 0 for input with 0 dimensions", tensorflow/tensorflow#72388) and the `ponder_cost` output. Give
+        the scalars an axis of length 1: the logs come back as the scalar mean over the replicas, and `predict`
+        returns one ponder cost per replica batch, as under `MirroredStrategy`."""
+        strategy = self._distribute_strategy
+        if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                and strategy.extended._in_multi_worker_mode()):
+            return outputs
+        return keras.tree.map_structure(
+            lambda value: tf.reshape(value, (1,)) if tf.is_tensor(value) and value.shape.rank == 0 else value, outputs)
 
     # -- canonical weights --------------------------------------------------------------------------------------
 
