@@ -165,3 +165,95 @@ def test_saved_model_save_has_an_integer_serving_default(tmp_path):
     np.testing.assert_array_equal(out["updates"].numpy(), model({k: v[:2, :6] for k, v in x.items()})["updates"])
     np.testing.assert_allclose(signature(**{name: tf.constant(value) for name, value in x.items()})["logits"],
                                expected["logits"], rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TensorFlow Lite: static shapes, the dense loop, builtin operators only (act.tf.lite)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def tflite_runner(path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "tf.lite.Interpreter is deprecated": the LiteRT interpreter has the same API
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+    return interpreter, interpreter.get_signature_runner()
+
+
+@pytest.mark.parametrize("name", ["TFAlbertActModel", "TFAlbertActForTokenClassification",
+                                  "TFAlbertActForMultipleChoice"])
+def test_tflite_interpreter_gives_the_counts_and_states_of_keras(name, tmp_path):
+    config = AlbertActConfig(**cases.tiny_config_kwargs(num_labels=3))
+    keras.utils.set_random_seed(1)
+    model = getattr(tf_models, name)(config)
+    model.build()
+    with_mixed_halting(model)
+    assert model.config.act_fast_path  # the converted graph uses the dense loop all the same
+    ids, mask, types = cases.make_inputs(11, batch=4, length=12, padding="allpad")  # ragged, one all-padding row
+    x = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    choices = None
+    if name == "TFAlbertActForMultipleChoice":
+        x, choices = {key: value.reshape(2, 2, 12) for key, value in x.items()}, 2
+    x = {key: value.astype("int32") for key, value in x.items()}
+    path = model.export_tflite(tmp_path / "model.tflite", batch_size=len(x["input_ids"]), sequence_length=12,
+                               num_choices=choices)
+    assert model.config.act_fast_path  # restored
+    interpreter, runner = tflite_runner(path)
+    operators = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "WHILE" in operators and not any(op.startswith("Flex") or op == "CUSTOM" for op in operators), operators
+    out, expected = runner(**x), model(x)
+    assert set(out) == {key for key, value in expected.items() if value is not None}
+    np.testing.assert_array_equal(out["updates"], expected["updates"].numpy())
+    token = x["attention_mask"].astype(bool)
+    assert len(np.unique(out["updates"][token])) > 1 and not out["updates"][~token].any()
+    for key in out:
+        np.testing.assert_allclose(out[key], expected[key].numpy(), rtol=0, atol=1e-5, err_msg=key)
+    if name == "TFAlbertActModel":  # and the oracle referees the counts
+        state = model.canonical_state_dict()
+        reference = oracle.forward(config, state, ids, mask, types)
+        np.testing.assert_array_equal(out["updates"], reference["updates"])
+
+
+def test_tflite_bad_rows_come_out_nan_and_other_shapes_are_refused(tmp_path):
+    config = AlbertActConfig(**cases.tiny_config_kwargs(num_labels=2))
+    keras.utils.set_random_seed(2)
+    model = tf_models.TFAlbertActForSequenceClassification(config)
+    _, runner = tflite_runner(model.export_tflite(tmp_path / "clf.tflite", batch_size=2, sequence_length=8))
+    ids, mask, types = (value.astype("int32") for value in cases.make_inputs(3, batch=2, length=8))
+    good = runner(input_ids=ids, attention_mask=mask, token_type_ids=types)
+    bad_ids = ids.copy()
+    bad_ids[1, 0] = config.vocab_size  # no such token: the converter dropped the assertions, the row is NaN
+    bad = runner(input_ids=bad_ids, attention_mask=mask, token_type_ids=types)
+    assert np.isnan(bad["logits"][1]).all() and np.isnan(bad["updates"][1]).all() and np.isnan(bad["ponder_cost"])
+    np.testing.assert_array_equal(bad["updates"][0], good["updates"][0])
+    np.testing.assert_allclose(bad["logits"][0], good["logits"][0], rtol=0, atol=1e-6)
+    with pytest.raises(RuntimeError):  # static shapes: the interpreter refuses another batch or length
+        runner(input_ids=ids[:, :6], attention_mask=mask[:, :6], token_type_ids=types[:, :6])
+
+
+def test_export_tflite_arguments_and_atomic_write(tmp_path, monkeypatch):
+    config = AlbertActConfig(**cases.tiny_config_kwargs())
+    model = TFAlbertActModel(config)
+    with pytest.raises(ValueError, match="longer than max_position_embeddings=64"):
+        model.export_tflite(tmp_path / "x.tflite", sequence_length=65)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        model.export_tflite(tmp_path / "x.tflite", batch_size=0, sequence_length=8)
+    with pytest.raises(ValueError, match="num_choices is for multiple choice"):
+        model.export_tflite(tmp_path / "x.tflite", sequence_length=8, num_choices=2)
+    with pytest.raises(ValueError, match="pass num_choices"):
+        tf_models.TFAlbertActForMultipleChoice(config).export_tflite(tmp_path / "x.tflite", sequence_length=8)
+    with pytest.raises(TypeError, match="converts the ALBERT-ACT Keras models"):
+        from act.tf.lite import export_tflite
+
+        export_tflite(keras.Sequential([keras.layers.Dense(2)]), tmp_path / "x.tflite")
+    target = tmp_path / "model.tflite"
+    target.write_bytes(b"the previous model")
+
+    def fail(self):
+        raise RuntimeError("conversion failed")
+
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "convert", fail)
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        model.export_tflite(target, sequence_length=8)
+    assert target.read_bytes() == b"the previous model" and sorted(tmp_path.iterdir()) == [target]

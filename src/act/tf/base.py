@@ -291,6 +291,15 @@ class TFAlbertActBase(keras.Model):
         finally:
             self._exporting = False
 
+    def export_tflite(self, filepath, batch_size: int = 1, sequence_length: int | None = None,
+                      num_choices: int | None = None):
+        """A TensorFlow Lite file of this model, builtin operators only, static input shapes (`act.tf.lite`):
+        ``model.export_tflite("model.tflite", batch_size=1, sequence_length=128)``."""
+        from .lite import export_tflite
+
+        return export_tflite(self, filepath, batch_size=batch_size, sequence_length=sequence_length,
+                             num_choices=num_choices)
+
     # -- inputs -------------------------------------------------------------------------------------------------
 
     @staticmethod
