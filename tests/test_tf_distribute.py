@@ -8,6 +8,7 @@ worker processes talking over loopback ports (127.0.0.1), as two machines would 
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -35,11 +36,12 @@ def environment(**extra):
     return env
 
 
-def run_jobs(commands):
-    """Start every (args, env) at once (the workers of a cluster wait for each other); wait for all, killing them
-    all (only these processes) on a timeout or when one fails."""
-    processes = [subprocess.Popen([sys.executable, str(JOB), *args], env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True) for args, env in commands]
+def run_jobs(commands, script=JOB):
+    """Start every (args, env[, cwd]) at once (the workers of a cluster wait for each other); wait for all, killing
+    them all (only these processes) on a timeout."""
+    processes = [subprocess.Popen([sys.executable, str(script), *command[0]], env=command[1],
+                                  cwd=command[2] if len(command) > 2 else None, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for command in commands]
     try:
         outputs = [process.communicate(timeout=TIMEOUT)[0] for process in processes]
     except subprocess.TimeoutExpired:
@@ -114,3 +116,30 @@ def test_multi_worker_mirrored_strategy_on_two_local_workers(tmp_path):
     # the loss of its half of the batch, and their mean is the loss of the whole batch.
     np.testing.assert_allclose((chief[f"{name}/evaluated"] + other[f"{name}/evaluated"]) / 2,
                                chief[f"{name}/evaluated_on_one_device"], rtol=1e-5)
+
+
+def test_readme_multi_worker_recipe_runs_on_two_local_workers(tmp_path):
+    """The README's `train.py` (section keras), as written, on two workers whose TF_CONFIG names 127.0.0.1 ports:
+    both finish, only the first one saves, and what it saved loads and classifies."""
+    from test_readme import section
+
+    text = section("keras")
+    script = re.search(r"Save as `train.py` on every machine:\n\n```py\n(.*?)```", text, re.S)
+    assert script and "MultiWorkerMirroredStrategy()" in script.group(1)
+    assert "TF_CONFIG='{\"cluster\": {\"worker\": [" in text
+    (tmp_path / "train.py").write_text(script.group(1))
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    directories = [tmp_path / f"machine{index}" for index in range(2)]
+    for directory in directories:
+        directory.mkdir()
+    run_jobs([([], environment(TF_CONFIG=json.dumps({"cluster": {"worker": workers},
+                                                      "task": {"type": "worker", "index": index}})), directories[index])
+              for index in range(2)], script=tmp_path / "train.py")
+    assert sorted(path.name for path in (directories[0] / "finetuned").iterdir()) == ["config.json",
+                                                                                      "model.safetensors"]
+    assert not (directories[1] / "finetuned").exists()
+    from act.tf import TFAlbertActForSequenceClassification
+
+    model = TFAlbertActForSequenceClassification.from_pretrained(directories[0] / "finetuned")
+    out = model({"input_ids": np.array([[2, 15, 37, 9, 3]], dtype="int32")})
+    assert out["logits"].shape == (1, 2) and np.isfinite(out["logits"].numpy()).all()
