@@ -4,7 +4,8 @@
 
 `TFAlbertActBase` does Keras serialisation (`get_config` / `from_config`, build config), the generic `build`, the
 canonical weights (PyTorch names and layouts), labels and the compiled loss / metrics, loading and saving in the
-canonical format, export, and the inputs: unpacking (a dict or the ids) and validation at the edge.
+canonical format, `tf.distribute` and export (SavedModel; TensorFlow Lite through `lite.py`), and the inputs:
+unpacking (a dict or the ids) and validation at the edge.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ class TFAlbertActBase(keras.Model):
     - `compile(loss=...)`: the compiled loss (and metrics) see the prediction outputs (`prediction_names`) only:
       the logits tensor for one prediction, else a dict of the predictions (compile with a dict of losses, and
       give `fit` a dict of targets with the same keys);
-    - loading: `from_pretrained` loads a checkpoint of the bare model or of any head.
+    - loading: `from_pretrained` loads a checkpoint of the bare model or of any head;
+    - int32 inputs whatever built the model (`build()`, `from_pretrained`, a call, `predict`, `fit`): `export` and
+      `tf.saved_model.save` serve `serving_input_signature()`, and `fit` / `evaluate` / `predict` run under
+      `MirroredStrategy` and `MultiWorkerMirroredStrategy` as they are (see the Keras hooks below).
     """
 
     def __init__(self, config: AlbertActConfig | dict, **kwargs):
@@ -80,9 +84,11 @@ class TFAlbertActBase(keras.Model):
         for layer in self._flatten_layers(include_self=False):
             self._init_weights(layer)
 
-    # Integer inputs whatever builds the model. Keras assumes float inputs in two places, and a model built by a
-    # call, `fit` or `predict` (rather than by `build()`) met both: `export` and a `tf.distribute` strategy then
-    # traced the model with float32 ids ("input_ids must be integer token ids, got dtype float32").
+    # -- Keras hooks: export and tf.distribute ----------------------------------------------------------------------
+    # Keras assumes float inputs in two places, which a model built by a call, `fit` or `predict` (rather than by
+    # `build()`) met: `export` and the build under a `tf.distribute` strategy traced the model with float32 ids
+    # ("input_ids must be integer token ids, got dtype float32"). Across workers, Keras' reductions of the step
+    # outputs also need a replica axis.
 
     @property
     def _default_save_signature(self):

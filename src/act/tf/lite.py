@@ -13,8 +13,10 @@ What converts, with TFLite's builtin operators only (no `SELECT_TF_OPS`, no Flex
 
 Inputs are validated as under XLA, where nothing can raise: the graph assertions are dropped by the converter, and a
 row with a bad value (a token id out of range, a mask other than 0/1, ...) comes out NaN; the other rows keep their
-result. `TFAlbertActPreprocessor` (raw strings) does not convert: SentencePiece is a tensorflow-text op, which is
-neither a builtin nor a Flex op; tokenize on the device with the SentencePiece model (`spiece.model`) instead.
+result. `TFAlbertActPreprocessor` (raw strings) does not convert with builtins only (string ops, tensorflow-text's
+SentencePiece op); with `SELECT_TF_OPS` it needs a Flex delegate holding that op, which the interpreter of the
+`tensorflow` package lacks ("FlexSentencepieceOp failed to prepare"). Tokenize on the device with the SentencePiece
+model (`spiece.model`) instead.
 """
 
 from __future__ import annotations
