@@ -29,8 +29,10 @@ TIMEOUT = 420  # seconds per job: a stuck collective must not hang the suite
 
 
 def environment(**extra):
+    """The jobs' environment: CPU devices only (the same test on a machine with GPUs; two workers would otherwise
+    share one GPU's memory)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-               TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+               TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore", CUDA_VISIBLE_DEVICES="")
     env.pop("TF_CONFIG", None)
     env.update(extra)
     return env
