@@ -4,7 +4,8 @@
 
 `TFAlbertActBase` does Keras serialisation (`get_config` / `from_config`, build config), the generic `build`, the
 canonical weights (PyTorch names and layouts), labels and the compiled loss / metrics, loading and saving in the
-canonical format, export, and the inputs: unpacking (a dict or the ids) and validation at the edge.
+canonical format, `tf.distribute` and export (SavedModel; TensorFlow Lite through `lite.py`), and the inputs:
+unpacking (a dict or the ids) and validation at the edge.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ class TFAlbertActBase(keras.Model):
     - `compile(loss=...)`: the compiled loss (and metrics) see the prediction outputs (`prediction_names`) only:
       the logits tensor for one prediction, else a dict of the predictions (compile with a dict of losses, and
       give `fit` a dict of targets with the same keys);
-    - loading: `from_pretrained` loads a checkpoint of the bare model or of any head.
+    - loading: `from_pretrained` loads a checkpoint of the bare model or of any head;
+    - int32 inputs whatever built the model (`build()`, `from_pretrained`, a call, `predict`, `fit`): `export` and
+      `tf.saved_model.save` serve `serving_input_signature()`, and `fit` / `evaluate` / `predict` run under
+      `MirroredStrategy` and `MultiWorkerMirroredStrategy` as they are (see the Keras hooks below).
     """
 
     def __init__(self, config: AlbertActConfig | dict, **kwargs):
@@ -51,6 +55,7 @@ class TFAlbertActBase(keras.Model):
     # compiled loss and metrics see (the logits tensor for one name, else a dict). The bare model: none.
     label_names: tuple = ()
     prediction_names: tuple = ()
+    _exporting: bool = False  # see `_default_save_signature`
     input_rank: int = 2  # of the ids in the serving signature: (batch, seq_len); multiple choice adds num_choices
 
     # -- Keras serialisation and build --------------------------------------------------------------------------
@@ -80,6 +85,72 @@ class TFAlbertActBase(keras.Model):
         build_sublayers(self)
         for layer in self._flatten_layers(include_self=False):
             self._init_weights(layer)
+
+    # -- Keras hooks: export and tf.distribute ----------------------------------------------------------------------
+    # Keras assumes float inputs in two places, which a model built by a call, `fit` or `predict` (rather than by
+    # `build()`) met: `export` and the build under a `tf.distribute` strategy traced the model with float32 ids
+    # ("input_ids must be integer token ids, got dtype float32"). Across workers, Keras' reductions of the step
+    # outputs also need a replica axis.
+
+    @property
+    def _default_save_signature(self):
+        """The `serving_default` function that `tf.saved_model.save` (and so `export`) traces: int32 inputs of
+        `serving_input_signature()`. Keras' own (keras/src/backend/tensorflow/layer.py) takes the shapes recorded by
+        the first call with the model's float compute dtype as the input dtype.
+
+        None (no trace) for a model nested in another (a head's `albert`: its path is below its parent's) and during
+        `export`, which writes its own signature: each trace of the ACT loop costs export time."""
+        if not self.built or "/" in (self.path or "") or self._exporting:
+            return None
+        model = self
+
+        @tf.function(input_signature=self.serving_input_signature())
+        def serving_default(inputs):
+            return model(inputs)
+
+        return serving_default
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Under a `tf.distribute` strategy, `fit` / `evaluate` / `predict` first build the model, the loss and the
+        metrics from a sample batch. Keras (`_maybe_symbolic_build` in keras/src/backend/tensorflow/trainer.py) makes
+        it by averaging the replicas' first batches with `strategy.reduce("MEAN", ...)`: int32 ids come out float32
+        under `MirroredStrategy`, and `MultiWorkerMirroredStrategy` cannot reduce a dict at all. Only the shapes and
+        dtypes of that batch matter: take the first local replica's batch as it is."""
+        strategy = self._distribute_strategy
+        if strategy is not None and iterator is not None and data_batch is None:
+            def local(value):
+                if isinstance(value, tf.distribute.DistributedValues):
+                    return strategy.experimental_local_results(value)[0]
+                return value
+
+            for _, _, batches in iterator:
+                data_batch = keras.tree.map_structure(local, next(batches))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def train_step(self, data):
+        return self.with_replica_axis(super().train_step(data))
+
+    def test_step(self, data):
+        return self.with_replica_axis(super().test_step(data))
+
+    def predict_step(self, data):
+        return self.with_replica_axis(super().predict_step(data))
+
+    def with_replica_axis(self, outputs):
+        """Under `MultiWorkerMirroredStrategy` across workers, Keras reduces what each replica's step returns with
+        collectives along axis 0 (`reduce_per_replica` in keras/src/backend/tensorflow/trainer.py: the mean of the
+        logs, the concatenation of the predictions), which fail on scalars: the loss and metrics ("Invalid reduction
+        dimension 0 for input with 0 dimensions", tensorflow/tensorflow#72388) and the `ponder_cost` output. Give
+        the scalars an axis of length 1: the logs come back as the scalar mean over the replicas, and `predict`
+        returns one ponder cost per replica batch, as under `MirroredStrategy`."""
+        strategy = self._distribute_strategy
+        if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                and strategy.extended._in_multi_worker_mode()):
+            return outputs
+        return keras.tree.map_structure(
+            lambda value: tf.reshape(value, (1,)) if tf.is_tensor(value) and value.shape.rank == 0 else value, outputs)
 
     # -- canonical weights --------------------------------------------------------------------------------------
 
@@ -191,7 +262,20 @@ class TFAlbertActBase(keras.Model):
             if not self.built:
                 self.build()
             input_signature = self.serving_input_signature()
-        return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
+        self._exporting = True
+        try:
+            return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
+        finally:
+            self._exporting = False
+
+    def export_tflite(self, filepath, batch_size: int = 1, sequence_length: int | None = None,
+                      num_choices: int | None = None):
+        """A TensorFlow Lite file of this model, builtin operators only, static input shapes (`act.tf.lite`):
+        ``model.export_tflite("model.tflite", batch_size=1, sequence_length=128)``."""
+        from .lite import export_tflite
+
+        return export_tflite(self, filepath, batch_size=batch_size, sequence_length=sequence_length,
+                             num_choices=num_choices)
 
     # -- inputs -------------------------------------------------------------------------------------------------
 
