@@ -16,15 +16,8 @@ Runs unchanged under `torchrun --nproc_per_node N -m act pretrain ...` and `acce
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-MARKER = "act_training.json"
-
 
 @dataclass
 class PretrainArguments:
@@ -70,63 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", metavar="OUT", help="output directory (model, tokenizer, trainer_state.json)")
 
 
-def check_output_dir(out: Path, resuming: bool) -> None:
-    """OUT must be new, empty, or a directory an earlier `act pretrain`/`act finetune` wrote (nothing lost)."""
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"OUT {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists() and not resuming:
-        raise FileExistsError(f"OUT {out} is not empty and was not written by act pretrain/finetune: choose a new "
-                              f"directory (nothing there is overwritten)")
-
-
-def write_marker(out: Path, command: str, settings: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    temporary = out / f".{MARKER}.tmp"
-    temporary.write_text(json.dumps({"command": command, **settings}, indent=2, default=str) + "\n",
-                         encoding="utf-8")
-    os.replace(temporary, out / MARKER)
-
-
-def save_final(trainer, tokenizer, out: Path, spiece_source: Path | None) -> None:
-    """Model + tokenizer into OUT, file by file atomically (written in a scratch directory, then moved)."""
-    scratch = out / ".final-tmp"
-    if trainer.args.should_save:
-        if scratch.exists():
-            shutil.rmtree(scratch)
-    trainer.save_model(str(scratch))  # every rank must call it (FSDP/DeepSpeed gather), only the main one writes
-    if trainer.args.should_save:
-        if spiece_source is not None and not (scratch / "spiece.model").exists() and spiece_source.is_file():
-            shutil.copyfile(spiece_source, scratch / "spiece.model")
-        for item in scratch.iterdir():
-            if item.is_file():
-                os.replace(item, out / item.name)
-        shutil.rmtree(scratch, ignore_errors=True)
-    trainer.accelerator.wait_for_everyone()
-
-
-def command_line(args: argparse.Namespace) -> str:
-    """The command as typed (the `act` CLI keeps its argv in the namespace)."""
-    import shlex
-
-    return "act " + shlex.join(getattr(args, "argv", None) or [])
-
-
-def find_spiece(directory: str | None) -> Path | None:
-    if directory is None:
-        return None
-    path = Path(directory) / "spiece.model"
-    return path if path.is_file() else None
-
-
-def load_tokenizer(directory: str):
-    from transformers import AutoTokenizer
-
-    if not Path(directory).is_dir():
-        raise FileNotFoundError(f"tokenizer directory {directory} does not exist")
-    return AutoTokenizer.from_pretrained(directory)
-
-
 def build_model(options: PretrainArguments, seed: int):
+    from .common import find_spiece, load_tokenizer
+
     import torch
     from transformers import set_seed
 
@@ -179,6 +118,7 @@ def default_cache_dir() -> Path:
 def run(args: argparse.Namespace) -> int:
     from .args import split_namespace
     from .callbacks import HaltingStatsCallback
+    from .common import check_output_dir, command_line, save_final, write_marker
     from .data import NgramMaskingCollator, PairSettings, build_pairs, premask, tokenize_corpus
     from .trainer import ActTrainer
 
