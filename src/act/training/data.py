@@ -62,11 +62,15 @@ def file_digest(paths: list[Path]) -> str:
 
 
 def tokenizer_digest(tokenizer) -> str:
-    """What decides the token ids: the tokenizer's full serialisation (fast tokenizers) or its vocabulary."""
+    """What decides the token ids: the tokenizer's serialisation (fast tokenizers; without the truncation and
+    padding settings of its last call) or its vocabulary."""
     digest = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        digest.update(backend.to_str().encode())
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        digest.update(json.dumps(state, sort_keys=True).encode())
     else:
         digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
     digest.update(json.dumps([type(tokenizer).__name__, tokenizer.all_special_tokens]).encode())
