@@ -713,3 +713,32 @@ def test_readme_training_section_runs(tmp_path, monkeypatch):
     assert namespace["metrics"]["eval_updates_all"] > 0
     for command in ("act pretrain", "act finetune", "torchrun --nproc_per_node", "accelerate launch"):
         assert command in text
+
+
+@pytest.mark.parametrize("lamb", [False, True])
+def test_halting_lr_scale_zero_keeps_the_halting_unit(tmp_path, model_dir, tokenizer, lamb):
+    import torch
+    from transformers import DataCollatorWithPadding, TrainingArguments
+
+    from act import AlbertActForSequenceClassification
+    from act.training.trainer import ActTrainer
+
+    rows = labelled_rows(8)
+    encoded = tokenizer([r["text"] for r in rows], truncation=True, max_length=16)
+    data = [{"input_ids": i, "attention_mask": m, "labels": int(r["label"] == "he")}
+            for i, m, r in zip(encoded["input_ids"], encoded["attention_mask"], rows)]
+    model = AlbertActForSequenceClassification.from_pretrained(str(model_dir), num_labels=2)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=2, learning_rate=1e-2,
+                             weight_decay=0.1, report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True)
+    trainer = ActTrainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tokenizer),
+                         processing_class=tokenizer, lamb=lamb, halting_lr_scale=0.0)
+    trainer.train()
+    after = model.state_dict()
+    for name in ("albert.encoder.albert_layer.act.dense.weight", "albert.encoder.albert_layer.act.dense.bias"):
+        torch.testing.assert_close(after[name], before[name], rtol=0, atol=0)
+    assert not torch.equal(after["albert.encoder.albert_layer.ffn.weight"], before["albert.encoder.albert_layer.ffn.weight"])
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
+    assert type(optimizer).__name__ == ("Lamb" if lamb else "AdamW")
+    with pytest.raises(ValueError, match="halting_lr_scale"):
+        ActTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, halting_lr_scale=-1.0)

@@ -49,6 +49,8 @@ class PretrainArguments:
         "help": "fresh models: initial bias of the halting unit (act.dense)"})
     halting_init_std: float | None = field(default=None, metadata={
         "help": "fresh models: initial std of the halting unit's weights (default: initializer_range)"})
+    halting_lr_scale: float = field(default=1.0, metadata={
+        "help": "the halting unit's learning rate relative to --learning_rate (0: it keeps its initialisation)"})
 
 
 def parent_parsers() -> list[argparse.ArgumentParser]:
@@ -160,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
                       "max_seq_length": max_length})
     trainer = ActTrainer(model=model, args=training, train_dataset=train_pairs, eval_dataset=eval_pairs,
                          data_collator=collator, processing_class=tokenizer, callbacks=[HaltingStatsCallback()],
-                         lamb=options.lamb)
+                         lamb=options.lamb, halting_lr_scale=options.halting_lr_scale)
     result = trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
     save_final(trainer, tokenizer, out, spiece)
     trainer.save_state()

@@ -9,6 +9,8 @@ What it adds to `Trainer`:
 - LAMB (`act.training.lamb.Lamb`) as the optimizer when `lamb=True`: biases and LayerNorm weights get neither weight
   decay nor the trust ratio (ALBERT's exclusions); learning rate, betas, epsilon and weight decay come from the
   TrainingArguments (`--learning_rate`, `--adam_beta1/2`, `--adam_epsilon`, `--weight_decay`).
+- `halting_lr_scale`: the halting unit's learning rate relative to the others (0 keeps its initialisation: the
+  encoder then learns when to halt through the states it feeds the unit).
 - gradient accumulation that averages: the ALBERT-ACT models' `forward` takes `**kwargs`, which makes `Trainer`
   believe that the model normalises its loss over the whole accumulated batch (it does not), so the loss would not
   be divided by the accumulation steps; `ActTrainer` tells `Trainer` that it is not.
@@ -24,6 +26,7 @@ from .callbacks import all_reduce_sum
 from .halting_stats import CATEGORIES, kind_totals, means_from_totals, token_kinds
 from .lamb import Lamb
 
+HALTING_UNIT = "encoder.albert_layer.act."  # the halting unit's parameters (act.dense)
 HALTING_FIELDS = ("updates", "remainders", "ponder_cost", "hidden_states", "attentions")
 # the scalar statistics accumulated besides the halting ones: name -> index
 SCALARS = ("batches", "ponder_cost", "mlm_correct", "mlm_total", "mlm_loss", "sop_correct", "sop_total", "sop_loss")
@@ -49,11 +52,15 @@ class StepStatistics:
 
 
 class ActTrainer(Trainer):
-    """See the module docstring. `lamb`: use LAMB. The processing_class must be the model's tokenizer."""
+    """See the module docstring. `lamb`: use LAMB. `halting_lr_scale`: the halting unit's learning rate factor. The
+    processing_class must be the model's tokenizer."""
 
-    def __init__(self, *args, lamb: bool = False, **kwargs):
+    def __init__(self, *args, lamb: bool = False, halting_lr_scale: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
+        if not halting_lr_scale >= 0.0:
+            raise ValueError(f"halting_lr_scale must be >= 0, got {halting_lr_scale}")
         self.use_lamb = lamb
+        self.halting_lr_scale = float(halting_lr_scale)
         self.model_accepts_loss_kwargs = False  # see the module docstring
         tokenizer = self.processing_class
         if tokenizer is None or not hasattr(tokenizer, "all_special_ids"):
@@ -64,18 +71,30 @@ class ActTrainer(Trainer):
 
     # ------------------------------------------------------------------------------------------------ optimizer
     def create_optimizer(self, model=None):
-        if not self.use_lamb or self.optimizer is not None:
+        if self.optimizer is not None or (not self.use_lamb and self.halting_lr_scale == 1.0):
             return super().create_optimizer(model) if model is not None else super().create_optimizer()
         opt_model = self.model if model is None else model
         decay = set(self.get_decay_parameter_names(opt_model))
         named = [(name, p) for name, p in opt_model.named_parameters() if p.requires_grad]
+        halting = {name for name, _ in named if HALTING_UNIT in name}
+        lr = self.args.learning_rate
         groups = [
-            {"params": [p for name, p in named if name in decay], "weight_decay": self.args.weight_decay,
-             "adapt": True},
-            {"params": [p for name, p in named if name not in decay], "weight_decay": 0.0, "adapt": False},
+            {"params": [p for name, p in named if name in decay and name not in halting],
+             "weight_decay": self.args.weight_decay},
+            {"params": [p for name, p in named if name not in decay and name not in halting], "weight_decay": 0.0},
+            {"params": [p for name, p in named if name in decay and name in halting],
+             "weight_decay": self.args.weight_decay, "lr": lr * self.halting_lr_scale},
+            {"params": [p for name, p in named if name not in decay and name in halting], "weight_decay": 0.0,
+             "lr": lr * self.halting_lr_scale},
         ]
-        self.optimizer = Lamb([group for group in groups if group["params"]], lr=self.args.learning_rate,
-                              betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon)
+        if self.use_lamb:  # ALBERT: no trust ratio where there is no weight decay (biases, LayerNorm)
+            for group in groups:
+                group["adapt"] = group["weight_decay"] > 0
+            optimizer_cls, kwargs = Lamb, {"lr": lr, "betas": (self.args.adam_beta1, self.args.adam_beta2),
+                                           "eps": self.args.adam_epsilon}
+        else:
+            optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        self.optimizer = optimizer_cls([group for group in groups if group["params"]], **kwargs)
         return self.optimizer
 
     # ----------------------------------------------------------------------------------------------------- loss
