@@ -21,12 +21,13 @@ from pathlib import Path
 
 @dataclass
 class PretrainArguments:
-    from_: str | None = field(default=None, metadata={
-        "aliases": ["--from"], "help": "continue from this ALBERT-ACT model directory (its tokenizer too)"})
+    from_model: str | None = field(default=None, metadata={
+        "aliases": ["--from"], "metavar": "MODEL",
+        "help": "continue from this ALBERT-ACT model directory (its tokenizer too)"})
     config: str | None = field(default=None, metadata={
-        "help": "start from scratch with this config.json (needs --tokenizer)"})
+        "metavar": "CONFIG.json", "help": "start from scratch with this config.json (needs --tokenizer)"})
     tokenizer: str | None = field(default=None, metadata={
-        "help": "tokenizer directory (default: the --from model's)"})
+        "metavar": "DIR", "help": "tokenizer directory (default: the --from model's)"})
     max_seq_length: int | None = field(default=None, metadata={
         "help": "tokens per pair, [CLS] A [SEP] B [SEP] (default: the model's max_position_embeddings)"})
     max_predictions_per_seq: int = field(default=20, metadata={"help": "at most this many masked-LM targets a pair"})
@@ -74,16 +75,16 @@ def build_model(options: PretrainArguments, seed: int):
     from act.configuration import AlbertActConfig
     from act.pt.modeling import AlbertActForPreTraining
 
-    if (options.from_ is None) == (options.config is None):
+    if (options.from_model is None) == (options.config is None):
         raise ValueError("give exactly one of --from MODEL (continue) or --config CONFIG.json (from scratch)")
-    if options.from_ is not None:
-        if not Path(options.from_).is_dir():
-            raise FileNotFoundError(f"--from {options.from_}: no such model directory")
+    if options.from_model is not None:
+        if not Path(options.from_model).is_dir():
+            raise FileNotFoundError(f"--from {options.from_model}: no such model directory")
         if options.halting_bias is not None or options.halting_init_std is not None:
             raise ValueError("--halting_bias/--halting_init_std initialise a fresh model: use them with --config")
-        model = AlbertActForPreTraining.from_pretrained(options.from_)
-        tokenizer = load_tokenizer(options.tokenizer or options.from_)
-        spiece = find_spiece(options.tokenizer or options.from_)
+        model = AlbertActForPreTraining.from_pretrained(options.from_model)
+        tokenizer = load_tokenizer(options.tokenizer or options.from_model)
+        spiece = find_spiece(options.tokenizer or options.from_model)
     else:
         if options.tokenizer is None:
             raise ValueError("--config needs --tokenizer DIR (the vocabulary of the new model)")
