@@ -81,20 +81,6 @@ def test_torchrun_pretrain_two_ranks_agree(tmp_path):
     assert state["log_history"][-1]["epoch"] == pytest.approx(3 * 2 / math.ceil(pairs / (2 * 4)), rel=1e-6)
 
 
-def test_torchrun_finetune_with_python_m_act(tmp_path):
-    model = write_model(tmp_path / "model")
-    train = write_table(tmp_path / "train.csv", labelled_rows(32))
-    dev = write_table(tmp_path / "dev.csv", labelled_rows(8, offset=32))
-    out = tmp_path / "out"
-    command = [launcher("torchrun"), "--nproc_per_node", 2, "-m", "act", "finetune", train, dev, out,
-               "--model", model, "--num_train_epochs", 1, "--per_device_train_batch_size", 4, "--report_to", "none",
-               "--disable_tqdm", "true", "--save_strategy", "no"]
-    run(command, tmp_path)
-    state = json.loads((out / "trainer_state.json").read_text())
-    assert state["global_step"] == 4  # 32 rows / (4 per device x 2 ranks): one epoch is 4 steps, not 8
-    assert "eval_updates_all" in json.loads((out / "eval_results.json").read_text())
-
-
 def test_accelerate_launch_finetune_two_ranks_agree(tmp_path):
     from safetensors.numpy import load_file
 
@@ -105,7 +91,10 @@ def test_accelerate_launch_finetune_two_ranks_agree(tmp_path):
     out = tmp_path / "out"
     command = [launcher("accelerate"), "launch", "--multi_gpu", "--num_processes", 2, "--num_machines", 1,
                "--mixed_precision", "no", "--dynamo_backend", "no", PROBE, "finetune", train, dev, out,
-               "--model", model, "--max_steps", 3, "--per_device_train_batch_size", 4, "--learning_rate", 1e-3,
+               "--model", model, "--num_train_epochs", 1, "--per_device_train_batch_size", 4, "--learning_rate", 1e-3,
                "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no"]
     run(command, tmp_path)
     assert_identical(rank_weights(tmp_path), out, initial)
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 3  # 24 rows / (4 per device x 2 ranks): one epoch is 3 steps (one rank: 6)
+    assert "eval_updates_all" in json.loads((out / "eval_results.json").read_text())
