@@ -8,10 +8,8 @@ import itertools
 import json
 import math
 import random
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,8 +113,8 @@ def test_classification_metrics_by_hand():
     # TP = 3 (0, 3, 6), FP = 1 (1), FN = 1 (4), TN = 3 (2, 5, 7)
     assert metrics.accuracy(predictions, labels) == 6 / 8
     assert metrics.f1(predictions, labels) == pytest.approx(2 * 3 / (2 * 3 + 1 + 1), abs=1e-15)
-    assert metrics.matthews_correlation(predictions, labels) == pytest.approx((3 * 3 - 1 * 1) / math.sqrt(4 * 4 * 4 * 4),
-                                                                              abs=1e-15)
+    mcc = (3 * 3 - 1 * 1) / math.sqrt(4 * 4 * 4 * 4)  # (TP TN - FP FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN))
+    assert metrics.matthews_correlation(predictions, labels) == pytest.approx(mcc, abs=1e-15)
     # three classes: confusion (rows truth, columns prediction) [[2, 1, 0], [0, 1, 1], [1, 0, 2]]
     truth = [0, 0, 0, 1, 1, 2, 2, 2]
     guess = [0, 0, 1, 1, 2, 0, 2, 2]
@@ -737,8 +735,22 @@ def test_halting_lr_scale_zero_keeps_the_halting_unit(tmp_path, model_dir, token
     after = model.state_dict()
     for name in ("albert.encoder.albert_layer.act.dense.weight", "albert.encoder.albert_layer.act.dense.bias"):
         torch.testing.assert_close(after[name], before[name], rtol=0, atol=0)
-    assert not torch.equal(after["albert.encoder.albert_layer.ffn.weight"], before["albert.encoder.albert_layer.ffn.weight"])
+    ffn = "albert.encoder.albert_layer.ffn.weight"
+    assert not torch.equal(after[ffn], before[ffn])
     optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
     assert type(optimizer).__name__ == ("Lamb" if lamb else "AdamW")
     with pytest.raises(ValueError, match="halting_lr_scale"):
         ActTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, halting_lr_scale=-1.0)
+
+
+def test_pretrain_prepare_data_only(tmp_path):
+    """--prepare_data_only fills the cache (e.g. before a multi-process run) and trains nothing."""
+    corpus = write_corpus(tmp_path / "corpus.txt", lines=40)
+    cache = tmp_path / "cache"
+    result = run_cli("pretrain", corpus, tmp_path / "out", "--config", write_config(tmp_path / "config.json"),
+                     "--tokenizer", write_tokenizer(tmp_path / "tok"), "--cache_dir", cache, "--prepare_data_only",
+                     "--use_cpu")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [p.name.split("-")[0] for p in sorted(cache.iterdir()) if not p.name.startswith("text")] == ["pairs",
+                                                                                                     "tokens"]
+    assert not (tmp_path / "out" / "model.safetensors").exists()

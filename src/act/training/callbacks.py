@@ -54,7 +54,8 @@ def encoder_updates(model, batch: dict) -> torch.Tensor:
         outputs = encoder(**inputs, return_dict=True)
     updates = getattr(outputs, "updates", None)
     if updates is None:
-        raise ValueError(f"{type(encoder).__name__} returns no `updates`: HaltingStatsCallback needs an ALBERT-ACT model")
+        raise ValueError(f"{type(encoder).__name__} returns no `updates`: HaltingStatsCallback needs an ALBERT-ACT "
+                         f"model")
     return updates
 
 

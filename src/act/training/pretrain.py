@@ -46,6 +46,8 @@ class PretrainArguments:
     cache_dir: str | None = field(default=None, metadata={
         "help": "where the tokenized corpus and the pairs are cached (default: datasets' cache, act_pretrain/)"})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "processes for tokenizing"})
+    prepare_data_only: bool = field(default=False, metadata={
+        "help": "tokenize the corpus and draw the pairs into the cache, then stop (no model is trained or written)"})
     halting_bias: float | None = field(default=None, metadata={
         "help": "fresh models: initial bias of the halting unit (act.dense)"})
     halting_init_std: float | None = field(default=None, metadata={
@@ -158,6 +160,11 @@ def run(args: argparse.Namespace) -> int:
             eval_pairs, _ = build_pairs(eval_fingerprint, tokenizer, eval_settings, cache_dir)
             eval_pairs = premask(eval_pairs, collator, seed + 2)
 
+    if options.prepare_data_only:
+        if training.should_save:
+            print(f"{len(train_pairs)} training pairs cached in {cache_dir}" +
+                  (f", {len(eval_pairs)} evaluation pairs" if eval_pairs is not None else ""))
+        return 0
     if training.should_save:
         write_marker(out, command_line(args), {"pretrain": asdict(options), "corpus": corpus, "pairs": len(train_pairs),
                       "max_seq_length": max_length})
