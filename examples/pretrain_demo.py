@@ -17,7 +17,7 @@
 
 Run (Debian/Ubuntu with apt; torch, transformers, datasets, accelerate, sentencepiece):
 
-    .venv/bin/python examples/pretrain_demo.py                        # ~75 min on 2 CPU cores; writes src/act/demo_model/
+    .venv/bin/python examples/pretrain_demo.py                  # ~10-20 min on a shared 2-core CPU; writes src/act/demo_model/
     .venv/bin/python examples/pretrain_demo.py --max-steps 50 --out /tmp/quick   # a quick smoke run
 
 Everything is seeded; the same torch version on the same kind of CPU should give the same weights (not checked bit
@@ -120,7 +120,8 @@ def check_tokenizer(directory: Path) -> int:
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
     for piece, index in SPECIAL.items():
         if tokenizer.convert_tokens_to_ids(piece) != index:
-            raise RuntimeError(f"{directory}: {piece} has id {tokenizer.convert_tokens_to_ids(piece)}, expected {index}")
+            raise RuntimeError(f"{directory}: {piece} has id {tokenizer.convert_tokens_to_ids(piece)}, "
+                               f"expected {index}")
     return len(tokenizer)
 
 
@@ -144,12 +145,12 @@ def main(argv=None) -> int:
     parser.add_argument("--halting-bias", type=float, default=-1.0)
     parser.add_argument("--halting-init-std", type=float, default=0.1)
     parser.add_argument("--halting-lr-scale", type=float, default=0.0)
-    parser.add_argument("--max-steps", type=int, default=4000)
+    parser.add_argument("--max-steps", type=int, default=1200)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--dupe-factor", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the training process")
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the training process")
     parser.add_argument("--save-steps", type=int, default=0, help="also keep a checkpoint every N steps (0: none)")
     args = parser.parse_args(argv)
 
@@ -217,9 +218,12 @@ def main(argv=None) -> int:
     info = {
         "corpus": "King James Version of the Bible (public domain), Debian packages bible-kjv-text + bible-kjv",
         "train_chapters": len(train_chapters), "held_out_chapters": HELD_OUT_CHAPTERS,
-        "command": " ".join(command), "recipe": "examples/pretrain_demo.py " + " ".join(argv or sys.argv[1:]),
+        "command": " ".join(command).replace(str(work), "$WORK"), "work": "$WORK = the recipe's --work directory",
+        "recipe": ("examples/pretrain_demo.py " + " ".join(argv or sys.argv[1:])).replace(str(work), "$WORK")
+        .replace(str(out), "$OUT"),
         "settings": vars(args) | {"work": None, "out": None}, "train_seconds": round(elapsed),
-        "torch": torch.__version__, "final_training_log": ([e for e in state["log_history"] if "loss" in e] or [None])[-1],
+        "torch": torch.__version__,
+        "final_training_log": ([e for e in state["log_history"] if "loss" in e] or [None])[-1],
         "heldout_evaluation": evaluation,
     }
     (out / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
