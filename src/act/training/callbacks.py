@@ -110,13 +110,13 @@ class HaltingStatsCallback(TrainerCallback):
                     break
         keys = [f"{prefix}_updates_{name}" for name in CATEGORIES]
         if self.dataloader is None and metrics and f"{prefix}_updates_all" in metrics:
-            # ActTrainer measured them during this evaluation already (see act.training.trainer): report those
+            # ActTrainer measured them during this evaluation and logged them with its metrics already
             results = {key: metrics[key] for key in keys if key in metrics}
         else:
             results = self.measure(model, dataloader, tokenizer).means(prefix + "_")
-        if metrics is not None:
-            metrics.update(results)
-        state.log_history.append({**results, "epoch": state.epoch, "step": state.global_step})
+            if metrics is not None:
+                metrics.update(results)
+            state.log_history.append({**results, "epoch": state.epoch, "step": state.global_step})
         if state.is_world_process_zero:
             print(" ".join(f"{key} {value:.3f}" for key, value in results.items()), flush=True)
             self.write_tensorboard(args, state, results)
