@@ -20,10 +20,12 @@ install: $(STAMP)
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest -q
 
-# The embedded demo model (src/act/demo_model/, pre-trained by examples/pretrain_demo.py) runs offline.
+# The embedded demo model (src/act/demo_model/, pre-trained by examples/pretrain_demo.py with `act pretrain`) runs
+# offline: how many updates each token of a sentence gets, then the paper's table on the held-out text.
 DEMO_SENTENCE := a lump in the middle of the monkeys stirred and then fell quiet .
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/act inspect "$(DEMO_SENTENCE)" --png demo.png
+	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/act stats src/act/demo_model/heldout.txt --no-progress
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

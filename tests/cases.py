@@ -51,6 +51,12 @@ def apply_regime(state: dict, regime: str, seed: int = 0, prefix: str = "") -> d
     return state
 
 
+def fixed_length(history, size):
+    """A history of the ACT loop as the models return it: `size` entries, those after the loop ended repeating the
+    last one (the oracle returns one state per iteration that ran)."""
+    return list(history) + [history[-1]] * (size - len(history))
+
+
 def build_pt_model(regime="mixed", seed=0, **overrides):
     """A seeded tiny PyTorch AlbertActModel with the halting `regime`: (config, model in eval mode, NumPy state)."""
     import torch

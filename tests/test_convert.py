@@ -13,16 +13,18 @@ import pytest
 import torch
 
 import oracle
-from act import weights
+from act.checkpoints import files
 from act.cli import main
 from act.convert import VerificationError, convert
-from act.weights import CheckpointError
+from act.checkpoints import CheckpointError
+from alignment import misaligned
 from cases import make_inputs, tiny_config_kwargs
-from test_weights import numpy_state, tf1_variables, tiny_model, write_tf1_checkpoint
+from test_checkpoint_files import assert_same_state, numpy_state, tf1_variables, tiny_model, write_tf1_checkpoint
 
 HAS_KERAS = importlib.util.find_spec("tensorflow") is not None and \
     importlib.util.find_spec("act.tf.modeling") is not None
 needs_keras = pytest.mark.skipif(not HAS_KERAS, reason="src/act/tf/modeling.py or tensorflow is not available")
+FLOAT32_ATOL = 1e-5  # ACT_SEMANTICS.md, "Parity": float32 states of two model instances
 
 
 def tree_hash(path: Path) -> dict[str, str]:
@@ -44,14 +46,19 @@ def run_pt(model, seed=5):
 
 
 def assert_reproduces(original, converted_dir: Path, cls_name: str = "AlbertActModel"):
-    """The converted checkpoint, loaded by PyTorch, gives bit-identical outputs and the oracle's halting counts."""
+    """The converted checkpoint, loaded by PyTorch, holds the original's weights bit for bit, gives its outputs
+    (float states within the float32 tolerance of ACT_SEMANTICS.md; the original computes from misaligned weights,
+    `alignment.misaligned`, so the two sides never share an alignment) and the oracle's halting counts exactly."""
     import act.pt as pt
 
     loaded = getattr(pt, cls_name).from_pretrained(str(converted_dir)).eval()
-    (expected, (ids, mask, types)), (got, _) = run_pt(original), run_pt(loaded)
+    assert_same_state(numpy_state(loaded), numpy_state(original))
+    (expected, (ids, mask, types)), (got, _) = run_pt(misaligned(original)), run_pt(loaded)
     for key, value in expected.items():
-        if isinstance(value, torch.Tensor):
-            assert torch.equal(got[key], value), key
+        if key == "updates":
+            assert torch.equal(got[key], value)
+        elif isinstance(value, torch.Tensor):
+            np.testing.assert_allclose(got[key].numpy(), value.numpy(), rtol=0, atol=FLOAT32_ATOL, err_msg=key)
     encoder_out = got if cls_name == "AlbertActModel" else loaded.albert(
         input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), token_type_ids=torch.from_numpy(types))
     prefix = "" if cls_name == "AlbertActModel" else "albert."
@@ -98,7 +105,7 @@ def test_pytorch_bin_to_canonical(tmp_path, bin_dir, bare):
 def test_legacy_h5_head_model_to_canonical(tmp_path):
     model = tiny_model("AlbertActForSequenceClassification", seed=11)
     source = tmp_path / "hub"
-    weights.write_legacy_h5(source / "tf_model.h5", numpy_state(model),
+    files.write_legacy_h5(source / "tf_model.h5", numpy_state(model),
                             outer_name="tf_albert_act_for_sequence_classification")
     config = model.config.to_dict()
     config.pop("architectures", None)  # the class is inferred from the head tensors
@@ -208,7 +215,7 @@ def test_keras_round_trip_with_verify(tmp_path, bin_dir, bare):
     # and back: .keras -> canonical gives the original weights bit for bit
     before = tree_hash(tmp_path / "model.keras")
     convert(tmp_path / "model.keras", tmp_path / "back")
-    got = weights.read_safetensors(tmp_path / "back" / "model.safetensors")
+    got = files.read_safetensors(tmp_path / "back" / "model.safetensors")
     expected_state = numpy_state(bare)
     assert sorted(got) == sorted(expected_state)
     for key, value in expected_state.items():
@@ -263,17 +270,30 @@ def test_truncated_source_leaves_no_dest(tmp_path, bin_dir):
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
-def test_dest_exists_needs_overwrite_and_overwrite_replaces(tmp_path, bin_dir, bare):
+def test_dest_exists_needs_overwrite_and_overwrite_replaces_only_the_model_files(tmp_path, bin_dir, bare):
     dest = tmp_path / "out"
     dest.mkdir()
-    (dest / "stale.txt").write_text("old")
+    (dest / "thesis.tex").write_text("years of work")
+    (dest / "sub").mkdir()
+    (dest / "sub" / "r.csv").write_text("1,2\n")
+    (dest / "spiece.model").write_bytes(b"tokenizer")
+    (dest / "pytorch_model.bin").write_bytes(b"an older model")  # a model file of another format: replaced
+    (dest / "config.json").write_text("{}")
+    kept = {name: tree_hash(dest / name) for name in ("thesis.tex", "sub", "spiece.model")}
     with pytest.raises(FileExistsError, match="--overwrite"):
         convert(bin_dir, dest)
-    assert (dest / "stale.txt").read_text() == "old"
+    assert (dest / "pytorch_model.bin").read_bytes() == b"an older model"
     convert(bin_dir, dest, overwrite=True)
-    assert sorted(p.name for p in dest.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in dest.iterdir()) == ["config.json", "model.safetensors", "spiece.model", "sub",
+                                                      "thesis.tex"]
+    assert {name: tree_hash(dest / name) for name in kept} == kept
     assert_reproduces(bare, dest)
-    assert leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == [] and leftovers(dest) == []
+    # a file where the model directory would go is never replaced, even with --overwrite
+    (tmp_path / "notes").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a directory"):
+        convert(bin_dir, tmp_path / "notes", overwrite=True)
+    assert (tmp_path / "notes").read_text() == "mine" and leftovers(tmp_path) == []
 
 
 def test_dest_inside_source_is_refused(bin_dir):
@@ -289,7 +309,7 @@ def test_interrupt_leaves_no_dest(tmp_path, bin_dir, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(weights, "write_canonical", interrupted)
+    monkeypatch.setattr(files, "write_canonical_files", interrupted)
     with pytest.raises(KeyboardInterrupt):
         convert(bin_dir, tmp_path / "out")
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []

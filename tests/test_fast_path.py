@@ -87,9 +87,11 @@ def test_fast_equals_dense_and_oracle(regime, activation, padding, monkeypatch):
         np.testing.assert_allclose(fast.last_hidden_state.numpy()[valid], reference["last_hidden_state"][valid],
                                    atol=tol, rtol=0)
         np.testing.assert_allclose(fast.remainders.numpy(), reference["remainders"], atol=tol, rtol=0)
-        # output_hidden_states on the fast path: the projected embeddings, then the state after each iteration
-        assert len(fast.hidden_states) == len(dense.hidden_states) == len(reference["hidden_states"])
-        for step, (f, d, r) in enumerate(zip(fast.hidden_states, dense.hidden_states, reference["hidden_states"])):
+        # output_hidden_states on the fast path: the projected embeddings, then the state after each iteration,
+        # the final state repeated after the loop ended (fixed length)
+        assert len(fast.hidden_states) == len(dense.hidden_states) == config.num_hidden_layers + 1
+        expected = cases.fixed_length(reference["hidden_states"], config.num_hidden_layers + 1)
+        for step, (f, d, r) in enumerate(zip(fast.hidden_states, dense.hidden_states, expected)):
             np.testing.assert_allclose(f.numpy(), d.numpy(), atol=tol, rtol=0, err_msg=f"iteration {step}")
             np.testing.assert_allclose(f.numpy()[valid], r[valid], atol=tol, rtol=0, err_msg=f"iteration {step}")
     # the regimes cover what they claim, on real tokens
@@ -174,7 +176,7 @@ def test_which_path_when(monkeypatch):
     with torch.no_grad():
         # attention maps of every token at every iteration: dense
         out = model(**inputs(ids, mask, types), output_attentions=True)
-        assert len(out.attentions) == int(out.updates.max())
+        assert len(out.attentions) == config.num_hidden_layers
         assert out.attentions[0].shape == (3, config.num_attention_heads, 9, 9)
         # the explicit switches
         embeddings = model.embeddings(torch.from_numpy(ids))
@@ -251,8 +253,8 @@ def test_keras_fast_equals_dense_and_oracle(regime, activation, padding, monkeyp
     ids, mask, types = cases.make_inputs(seed=11, batch=4, length=13, padding=padding)
     reference = oracle.forward(config, state, ids, mask, types)
     calls = []
-    original = fast_model.encoder.call_fast
-    monkeypatch.setattr(fast_model.encoder, "call_fast", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = fast_model.encoder.forward_fast
+    monkeypatch.setattr(fast_model.encoder, "forward_fast", lambda *a, **k: calls.append(1) or original(*a, **k))
     fast, dense = fast_model(tf_inputs(ids, mask, types)), dense_model(tf_inputs(ids, mask, types))
     assert calls == [1]
     assert_keras_same(fast, dense, reference, mask > 0)
@@ -278,15 +280,15 @@ def test_keras_which_path_when(monkeypatch):
     ids, mask, types = cases.make_inputs(seed=1, batch=3, length=9)
     encoder = fast_model.encoder
     calls = []
-    original = encoder.call_fast
-    monkeypatch.setattr(encoder, "call_fast", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = encoder.forward_fast
+    monkeypatch.setattr(encoder, "forward_fast", lambda *a, **k: calls.append(1) or original(*a, **k))
     inputs = tf_inputs(ids, mask, types)
     fast_model(inputs)
     assert calls == [1]
     # training, hidden states, attention maps, an unknown batch/length at tracing, the switch: dense
     out = fast_model(inputs, training=True)
     out = fast_model(inputs, output_hidden_states=True, output_attentions=True)
-    assert len(out["attentions"]) == int(out["updates"].numpy().max())
+    assert len(out["attentions"]) == config.num_hidden_layers
     function = tf.function(fast_model, input_signature=fast_model.serving_input_signature())
     function(inputs)
     dense_model(inputs)

@@ -72,7 +72,8 @@ def test_demo_model_is_shipped_small_and_loads(model, tokenizer):
 def test_demo_model_updates_vary_per_token(model, tokenizer, lines):
     updates = np.concatenate(direct_updates(model, tokenizer, lines))
     assert updates.min() >= 1 and updates.max() <= model.config.num_hidden_layers
-    assert len(np.unique(updates)) >= 3, f"the demo model should spread its updates, got {np.unique(updates)}"
+    # the demo model (README, "The demo model") gives every token one or two updates
+    assert len(np.unique(updates)) >= 2, f"the demo model should spread its updates, got {np.unique(updates)}"
 
 
 # --------------------------------------------------------------------------------------------------- inspect

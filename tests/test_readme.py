@@ -12,7 +12,7 @@ def python_blocks(text):
 
 
 def outside_sections(text):
-    return re.sub(r"<!-- section:(\w+) -->.*?<!-- /section:\1 -->", "", text, flags=re.S)
+    return re.sub(r"<!-- section:([\w-]+) -->.*?<!-- /section:\1 -->", "", text, flags=re.S)
 
 
 def section(name):

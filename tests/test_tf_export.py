@@ -1,4 +1,5 @@
-"""`TFAlbertActModel.export(..., format="tf_saved_model")`: dynamic sequence length, served == eager."""
+"""`export(..., format="tf_saved_model")` of the encoder and of every head: a dynamic batch and sequence length, int32
+inputs whatever built the model (`fit`, a call, `predict`, `from_pretrained`), served == eager == `predict`."""
 
 import numpy as np
 import pytest
@@ -8,6 +9,8 @@ import oracle
 from act import AlbertActConfig
 
 tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+import act.tf as tf_models  # noqa: E402
 from act.tf import TFAlbertActModel  # noqa: E402
 
 KEYS = ("last_hidden_state", "pooler_output", "updates", "remainders", "ponder_cost")
@@ -52,3 +55,205 @@ def test_served_equals_eager_at_two_lengths(exported, batch, length):
     reference = oracle.forward(config, state, ids, mask, types)
     assert np.array_equal(eager["updates"].numpy(), reference["updates"])
     assert len(np.unique(reference["updates"][mask.astype(bool)])) > 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Export whatever built the model: `fit`, a call, `predict`, `from_pretrained` (Keras builds a subclassed model
+# from float placeholders unless told otherwise); the served signature gives what `predict` gives.
+# ---------------------------------------------------------------------------------------------------------------
+
+HEADS = ["TFAlbertActForPreTraining", "TFAlbertActForMaskedLM", "TFAlbertActForSequenceClassification",
+         "TFAlbertActForTokenClassification", "TFAlbertActForQuestionAnswering", "TFAlbertActForMultipleChoice"]
+
+
+def head_batch(name, seed=0):
+    """Int32 inputs with ragged padding, (4, 10); multiple choice (2, 2, 10)."""
+    ids, mask, types = cases.make_inputs(seed, batch=4, length=10)
+    x = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    if name == "TFAlbertActForMultipleChoice":
+        x = {key: value.reshape(2, 2, 10) for key, value in x.items()}
+    return {key: value.astype("int32") for key, value in x.items()}
+
+
+def head_targets(name, x):
+    """(targets, compiled loss) of one `fit` step: the Keras losses see the prediction outputs."""
+    scce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    rng = np.random.default_rng(1)
+    batch, length = x["input_ids"].shape[0], x["input_ids"].shape[-1]
+    if name == "TFAlbertActForPreTraining":
+        return {"prediction_logits": x["input_ids"], "sop_logits": np.array([0, 1, 1, 0])}, \
+            {"prediction_logits": scce, "sop_logits": scce}
+    if name == "TFAlbertActForQuestionAnswering":
+        return {"start_logits": rng.integers(0, length, batch), "end_logits": rng.integers(0, length, batch)}, \
+            {"start_logits": scce, "end_logits": scce}
+    if name == "TFAlbertActForMaskedLM":
+        return x["input_ids"], scce
+    if name == "TFAlbertActForTokenClassification":
+        return rng.integers(0, 2, (batch, length)), scce
+    return rng.integers(0, 2, batch), scce  # sequence classification (2 labels), multiple choice (2 choices)
+
+
+def with_mixed_halting(model):
+    """Tokens that halt at different depths (the random initial weights halt every token at the same step)."""
+    prefix = "" if isinstance(model, TFAlbertActModel) else "albert."
+    model.load_canonical_state_dict(cases.apply_regime(model.canonical_state_dict(), "mixed", seed=5, prefix=prefix))
+
+
+def assert_serves_what_predict_gives(model, x, path):
+    model.export(str(path), verbose=False)
+    served = tf.saved_model.load(str(path))
+    signature = served.signatures["serving_default"]
+    _, specs = signature.structured_input_signature
+    assert {name: (spec.dtype, spec.shape.rank) for name, spec in specs.items()} == {
+        name: (tf.int32, model.input_rank) for name in ("input_ids", "attention_mask", "token_type_ids")}
+    out = signature(**{name: tf.constant(value) for name, value in x.items()})
+    predicted = model.predict(x, batch_size=len(x["input_ids"]), verbose=0)
+    assert set(out) == set(predicted)
+    np.testing.assert_array_equal(out["updates"].numpy(), predicted["updates"])
+    token = x["attention_mask"].astype(bool)
+    assert len(np.unique(predicted["updates"][token])) > 1  # the comparison covers tokens halting at different depths
+    for key, value in predicted.items():
+        np.testing.assert_allclose(out[key].numpy(), value, rtol=0, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.filterwarnings("ignore:`shuffle=True` was passed")
+@pytest.mark.parametrize("name", HEADS)
+def test_every_head_exports_after_fit(name, tmp_path):
+    config = AlbertActConfig(**cases.tiny_config_kwargs(num_labels=2, ponder_penalty=1e-3))
+    keras.utils.set_random_seed(0)
+    model = getattr(tf_models, name)(config)  # built by nothing but `fit`
+    x = head_batch(name)
+    y, loss = head_targets(name, x)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=loss)
+    history = model.fit(x, y, batch_size=len(x["input_ids"]), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    with_mixed_halting(model)
+    assert_serves_what_predict_gives(model, x, tmp_path / "served")
+
+
+@pytest.mark.parametrize("route", ["call", "predict", "from_pretrained"])
+def test_the_encoder_exports_after_a_call_predict_or_from_pretrained(route, tmp_path):
+    config = AlbertActConfig(**cases.tiny_config_kwargs())
+    keras.utils.set_random_seed(0)
+    x = head_batch("TFAlbertActModel", seed=2)
+    if route == "from_pretrained":
+        TFAlbertActModel(config).save_pretrained(tmp_path / "pretrained")
+        model = TFAlbertActModel.from_pretrained(tmp_path / "pretrained")
+    else:
+        model = TFAlbertActModel(config)
+        if route == "call":
+            model(x)
+        else:
+            model.predict(x, verbose=0)
+    with_mixed_halting(model)
+    assert_serves_what_predict_gives(model, x, tmp_path / "served")
+
+
+def test_saved_model_save_has_an_integer_serving_default(tmp_path):
+    """`tf.saved_model.save(model)` (no signature given) serves int32 inputs of any batch and length, also for a
+    model that was built by a call; the nested encoder of a head gets no signature of its own."""
+    config = AlbertActConfig(**cases.tiny_config_kwargs(num_labels=3))
+    model = tf_models.TFAlbertActForSequenceClassification(config)
+    x = head_batch("TFAlbertActForSequenceClassification")
+    expected = model(x)
+    assert model._default_save_signature is not None and model.albert._default_save_signature is None
+    tf.saved_model.save(model, str(tmp_path / "saved"))
+    signature = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
+    _, specs = signature.structured_input_signature
+    assert all(spec.dtype == tf.int32 and spec.shape.as_list() == [None, None] for spec in specs.values())
+    out = signature(**{name: tf.constant(value[:2, :6]) for name, value in x.items()})
+    np.testing.assert_array_equal(out["updates"].numpy(), model({k: v[:2, :6] for k, v in x.items()})["updates"])
+    np.testing.assert_allclose(signature(**{name: tf.constant(value) for name, value in x.items()})["logits"],
+                               expected["logits"], rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TensorFlow Lite: static shapes, the dense loop, builtin operators only (act.tf.lite)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def tflite_runner(path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "tf.lite.Interpreter is deprecated": the LiteRT interpreter has the same API
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+    return interpreter, interpreter.get_signature_runner()
+
+
+@pytest.mark.parametrize("name", ["TFAlbertActModel", "TFAlbertActForTokenClassification",
+                                  "TFAlbertActForMultipleChoice"])
+def test_tflite_interpreter_gives_the_counts_and_states_of_keras(name, tmp_path):
+    config = AlbertActConfig(**cases.tiny_config_kwargs(num_labels=3))
+    keras.utils.set_random_seed(1)
+    model = getattr(tf_models, name)(config)
+    model.build()
+    with_mixed_halting(model)
+    assert model.config.act_fast_path  # the converted graph uses the dense loop all the same
+    ids, mask, types = cases.make_inputs(11, batch=4, length=12, padding="allpad")  # ragged, one all-padding row
+    x = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    choices = None
+    if name == "TFAlbertActForMultipleChoice":
+        x, choices = {key: value.reshape(2, 2, 12) for key, value in x.items()}, 2
+    x = {key: value.astype("int32") for key, value in x.items()}
+    path = model.export_tflite(tmp_path / "model.tflite", batch_size=len(x["input_ids"]), sequence_length=12,
+                               num_choices=choices)
+    assert model.config.act_fast_path  # restored
+    interpreter, runner = tflite_runner(path)
+    operators = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "WHILE" in operators and not any(op.startswith("Flex") or op == "CUSTOM" for op in operators), operators
+    out, expected = runner(**x), model(x)
+    assert set(out) == {key for key, value in expected.items() if value is not None}
+    np.testing.assert_array_equal(out["updates"], expected["updates"].numpy())
+    token = x["attention_mask"].astype(bool)
+    assert len(np.unique(out["updates"][token])) > 1 and not out["updates"][~token].any()
+    for key in out:
+        np.testing.assert_allclose(out[key], expected[key].numpy(), rtol=0, atol=1e-5, err_msg=key)
+    if name == "TFAlbertActModel":  # and the oracle referees the counts
+        state = model.canonical_state_dict()
+        reference = oracle.forward(config, state, ids, mask, types)
+        np.testing.assert_array_equal(out["updates"], reference["updates"])
+
+
+def test_tflite_bad_rows_come_out_nan_and_other_shapes_are_refused(tmp_path):
+    config = AlbertActConfig(**cases.tiny_config_kwargs(num_labels=2))
+    keras.utils.set_random_seed(2)
+    model = tf_models.TFAlbertActForSequenceClassification(config)
+    _, runner = tflite_runner(model.export_tflite(tmp_path / "clf.tflite", batch_size=2, sequence_length=8))
+    ids, mask, types = (value.astype("int32") for value in cases.make_inputs(3, batch=2, length=8))
+    good = runner(input_ids=ids, attention_mask=mask, token_type_ids=types)
+    bad_ids = ids.copy()
+    bad_ids[1, 0] = config.vocab_size  # no such token: the converter dropped the assertions, the row is NaN
+    bad = runner(input_ids=bad_ids, attention_mask=mask, token_type_ids=types)
+    assert np.isnan(bad["logits"][1]).all() and np.isnan(bad["updates"][1]).all() and np.isnan(bad["ponder_cost"])
+    np.testing.assert_array_equal(bad["updates"][0], good["updates"][0])
+    np.testing.assert_allclose(bad["logits"][0], good["logits"][0], rtol=0, atol=1e-6)
+    with pytest.raises(RuntimeError):  # static shapes: the interpreter refuses another batch or length
+        runner(input_ids=ids[:, :6], attention_mask=mask[:, :6], token_type_ids=types[:, :6])
+
+
+def test_export_tflite_arguments_and_atomic_write(tmp_path, monkeypatch):
+    config = AlbertActConfig(**cases.tiny_config_kwargs())
+    model = TFAlbertActModel(config)
+    with pytest.raises(ValueError, match="longer than max_position_embeddings=64"):
+        model.export_tflite(tmp_path / "x.tflite", sequence_length=65)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        model.export_tflite(tmp_path / "x.tflite", batch_size=0, sequence_length=8)
+    with pytest.raises(ValueError, match="num_choices is for multiple choice"):
+        model.export_tflite(tmp_path / "x.tflite", sequence_length=8, num_choices=2)
+    with pytest.raises(ValueError, match="pass num_choices"):
+        tf_models.TFAlbertActForMultipleChoice(config).export_tflite(tmp_path / "x.tflite", sequence_length=8)
+    with pytest.raises(TypeError, match="converts the ALBERT-ACT Keras models"):
+        from act.tf.lite import export_tflite
+
+        export_tflite(keras.Sequential([keras.layers.Dense(2)]), tmp_path / "x.tflite")
+    target = tmp_path / "model.tflite"
+    target.write_bytes(b"the previous model")
+
+    def fail(self):
+        raise RuntimeError("conversion failed")
+
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "convert", fail)
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        model.export_tflite(target, sequence_length=8)
+    assert target.read_bytes() == b"the previous model" and sorted(tmp_path.iterdir()) == [target]

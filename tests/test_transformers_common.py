@@ -291,23 +291,28 @@ def _expect_failure(cls, name, reason):
 
 
 PHASE_2 = "fixed by the modeling changes of /work/coord/G-design.md (phase 2): "
+MISMATCH = ("the checked loader (act.checkpoints) raises CheckpointError, not transformers' RuntimeError, for a head "
+            "of another shape, and with ignore_mismatched_sizes=True does not log transformers' 'Reinit due to size "
+            "mismatch' report (G-design.md section 11)")
 KNOWN_FAILURES = {
-    (AlbertActCap2Test, "test_from_pretrained_no_checkpoint"):
-        PHASE_2 + "from_pretrained(None, config=..., state_dict=...) wraps None in Path() (TypeError)",
-    (AlbertActCap4Test, "test_from_pretrained_no_checkpoint"):
-        PHASE_2 + "from_pretrained(None, config=..., state_dict=...) wraps None in Path() (TypeError)",
-    (AlbertActCap4Test, "test_hidden_states_output"):
-        PHASE_2 + "hidden_states has one entry per iteration that ran, not num_hidden_layers + 1",
-    (AlbertActCap4Test, "test_attention_outputs"):
-        PHASE_2 + "attentions has one entry per iteration that ran, not num_hidden_layers",
     (AlbertActCap2Test, "test_torch_export"):
-        PHASE_2 + "check_inputs' int(input_ids.min()) and the loop's early exit branch on tensor values",
+        PHASE_2 + "the loop's early exit (and the fast loop) branch on tensor values while tracing",
     (AlbertActCap4Test, "test_torch_export"):
-        PHASE_2 + "check_inputs' int(input_ids.min()) and the loop's early exit branch on tensor values",
+        PHASE_2 + "the loop's early exit (and the fast loop) branch on tensor values while tracing",
     (AlbertActCap2Test, "test_onnx_export"):
-        PHASE_2 + "check_inputs' int(input_ids.min()) and the loop's early exit branch on tensor values",
+        PHASE_2 + "the loop's early exit (and the fast loop) branch on tensor values while tracing",
     (AlbertActCap4Test, "test_onnx_export"):
-        PHASE_2 + "check_inputs' int(input_ids.min()) and the loop's early exit branch on tensor values",
+        PHASE_2 + "the loop's early exit (and the fast loop) branch on tensor values while tracing",
+    (AlbertActCap2Test, "test_load_with_mismatched_shapes"): MISMATCH,
+    (AlbertActCap4Test, "test_load_with_mismatched_shapes"): MISMATCH,
+    (AlbertActCap2Test, "test_can_load_ignoring_mismatched_shapes"): MISMATCH,
+    (AlbertActCap4Test, "test_can_load_ignoring_mismatched_shapes"): MISMATCH,
+    (AlbertActCap2Test, "test_model_weights_reload_no_missing_tied_weights"):
+        "decision pending (G-design.md section 11): the checked loader raises for a model.safetensors holding none "
+        "of the model's tensors; transformers loads it and reports every weight as missing",
+    (AlbertActCap4Test, "test_model_weights_reload_no_missing_tied_weights"):
+        "decision pending (G-design.md section 11): the checked loader raises for a model.safetensors holding none "
+        "of the model's tensors; transformers loads it and reports every weight as missing",
 }
 for (_cls, _name), _reason in KNOWN_FAILURES.items():
     _expect_failure(_cls, _name, _reason)

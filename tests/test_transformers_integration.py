@@ -394,7 +394,6 @@ def test_trainer_with_activation_checkpointing(tmp_path):
 # ----------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2 + "from_pretrained wraps None in Path() before transformers sees it")
 def test_from_pretrained_with_a_state_dict_and_no_directory():
     config, model, state = cases.build_pt_model("mixed", seed=2)
     loaded = AlbertActModel.from_pretrained(None, config=config, state_dict=model.state_dict()).eval()

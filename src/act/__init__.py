@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 
+from . import _keras_lazy
+
 __version__ = "0.1.0"
 
 # public name -> module that defines it (relative to this package)
@@ -26,8 +28,13 @@ _LAZY = {
 }
 _TF_NAMES = ("TFAlbertActModel", "TFAlbertActForPreTraining", "TFAlbertActForMaskedLM",
              "TFAlbertActForSequenceClassification", "TFAlbertActForTokenClassification",
-             "TFAlbertActForQuestionAnswering", "TFAlbertActForMultipleChoice")
+             "TFAlbertActForQuestionAnswering", "TFAlbertActForMultipleChoice",
+             "TFAlbertActPreprocessor")
 _LAZY.update({name: ".tf" for name in _TF_NAMES})
+
+# keras.models.load_model finds act's Keras classes after a bare `import act` (either import order): stand-ins
+# registered now or when keras is imported, which import act.tf when a .keras file needs them
+_keras_lazy.install(_TF_NAMES)
 
 __all__ = ["__version__", *_LAZY]
 

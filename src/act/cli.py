@@ -13,6 +13,8 @@ SUBCOMMANDS = {
     "inspect": ("act.inspect", "show how many updates each token of a sentence receives"),
     "stats": ("act.stats", "mean updates per token type over a text file (the paper's table)"),
     "export": ("act.export", "export a model to ONNX (dynamic shapes), optionally verified in onnxruntime"),
+    "pretrain": ("act.training.pretrain", "pre-train (MLM + SOP + ponder cost) on a corpus, with transformers' Trainer"),
+    "finetune": ("act.training.finetune", "fine-tune a sequence classifier or regressor on CSV/TSV/JSON Lines"),
 }
 
 
@@ -20,9 +22,15 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="act", description="ALBERT-ACT tools")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
-        if name == load:  # only the chosen subcommand's module is imported
-            importlib.import_module(module_name).add_arguments(sub_parser)
+        if name != load:  # only the chosen subcommand's module is imported
+            sub.add_parser(name, help=help_text, description=help_text)
+            continue
+        module = importlib.import_module(module_name)
+        # a module may contribute whole parsers (e.g. transformers' HfArgumentParser of TrainingArguments)
+        parents = module.parent_parsers() if hasattr(module, "parent_parsers") else []
+        extra = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter} if parents else {}
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text, parents=parents, **extra)
+        module.add_arguments(sub_parser)
     return parser
 
 
@@ -31,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     parser = build_parser(command)
     args = parser.parse_args(argv)
+    args.argv = list(argv)
     if args.command is None:
         parser.print_help()
         return 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from transformers import PretrainedConfig
 
 # Keys written by the original ALBERT code and kept in the published ALBERT-ACT configs. They describe
@@ -16,7 +18,10 @@ LEGACY_ALBERT_KEYS = (
     "layers_to_keep",
 )
 
-SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu", "swish", "tanh", "gelu_pytorch_tanh")
+# `hidden_act` name -> the function it names (transformers' ACT2FN in PyTorch; `act.tf.ops.FUNCTIONS` in Keras).
+ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "silu": "silu", "swish": "silu",
+               "tanh": "tanh", "gelu_pytorch_tanh": "gelu_new"}
+SUPPORTED_ACTIVATIONS = tuple(ACTIVATIONS)
 
 
 class AlbertActConfig(PretrainedConfig):
@@ -70,49 +75,82 @@ class AlbertActConfig(PretrainedConfig):
                 f"position_embedding_type={position_embedding_type!r} is not supported: ALBERT-ACT uses 'absolute'"
             )
         super().__post_init__(**kwargs)
-        self.check()
+        self.check_values()
 
-    def validate_architecture(self):
-        """Part of transformers' strict validation: called on `validate()`."""
-        super().validate_architecture()
-        self.check()
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        """transformers' `from_dict` (what `from_pretrained` and Keras deserialisation use), whose keyword overrides
+        are set after construction: the values are validated again once they are in place."""
+        result = super().from_dict(config_dict, **kwargs)
+        (result[0] if isinstance(result, tuple) else result).check_values()
+        return result
 
-    def check(self):
-        """Raise a `ValueError` naming the first nonsensical value."""
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """transformers' `save_pretrained`, validated before anything is written."""
+        self.check_values()
+        return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
 
-        def positive_int(name):
+    def validate(self):
+        """transformers' strict validation (run by `save_pretrained`), then `check_values`. (transformers collects
+        its `validate_*` checks from its own base class, so overriding one of those would never run.)"""
+        super().validate()
+        self.check_values()
+
+    def check_values(self):
+        """Raise a `ValueError` naming the first key whose value is nonsensical on its own.
+
+        Run on construction, after loading (`from_dict` / `from_pretrained`, keyword overrides included) and on
+        saving. Each value is checked alone, so a config can be built in steps (transformers' `ConfigTester`);
+        the relations between values are checked by `check` when a model is built.
+        """
+
+        def positive_int(name, what="a positive integer"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ValueError(f"{name} must be {what}, got {value!r}")
+
+        def finite(name, allow_none=False):
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return None
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            return value
 
         for name in ("vocab_size", "embedding_size", "hidden_size", "num_attention_heads", "intermediate_size",
                      "max_position_embeddings", "type_vocab_size"):
             positive_int(name)
-        if isinstance(self.num_hidden_layers, bool) or not isinstance(self.num_hidden_layers, int) \
-                or self.num_hidden_layers < 1:
-            raise ValueError(
-                f"num_hidden_layers (the iteration cap) must be an integer >= 1, got {self.num_hidden_layers!r}"
-            )
+        positive_int("num_hidden_layers", "an integer >= 1 (it is the iteration cap)")
+        if not 0.0 < finite("act_epsilon") < 1.0:
+            raise ValueError(f"act_epsilon must lie strictly between 0 and 1, got {self.act_epsilon!r}")
+        if finite("ponder_penalty") < 0:
+            raise ValueError(f"ponder_penalty must be >= 0, got {self.ponder_penalty!r}")
+        if finite("initializer_range") < 0:
+            raise ValueError(f"initializer_range must be >= 0, got {self.initializer_range!r}")
+        if finite("layer_norm_eps") <= 0:
+            raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout_prob"):
+            value = finite(name, allow_none=name == "classifier_dropout_prob")
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
+        if not isinstance(self.act_fast_path, bool):
+            raise ValueError(f"act_fast_path must be True or False, got {self.act_fast_path!r}")
+        if self.hidden_act not in SUPPORTED_ACTIVATIONS:
+            raise ValueError(f"hidden_act={self.hidden_act!r} is not supported; use one of {SUPPORTED_ACTIVATIONS}")
+        if self.pad_token_id is not None and (isinstance(self.pad_token_id, bool)
+                                              or not isinstance(self.pad_token_id, int) or self.pad_token_id < 0):
+            raise ValueError(f"pad_token_id must be None or an integer >= 0, got {self.pad_token_id!r}")
+
+    def check(self):
+        """Everything a model needs: `check_values`, and the relations between values. Run where a model is built
+        (both frameworks) and before a model is saved. Raises a `ValueError` naming the keys."""
+        self.check_values()
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})"
             )
-        if not isinstance(self.act_epsilon, (int, float)) or not 0.0 < self.act_epsilon < 1.0:
-            raise ValueError(f"act_epsilon must lie strictly between 0 and 1, got {self.act_epsilon!r}")
-        if not isinstance(self.ponder_penalty, (int, float)) or self.ponder_penalty < 0:
-            raise ValueError(f"ponder_penalty must be >= 0, got {self.ponder_penalty!r}")
-        if not isinstance(self.act_fast_path, bool):
-            raise ValueError(f"act_fast_path must be True or False, got {self.act_fast_path!r}")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout_prob"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
-        if not isinstance(self.layer_norm_eps, (int, float)) or self.layer_norm_eps <= 0:
-            raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
-        if self.hidden_act not in SUPPORTED_ACTIVATIONS:
-            raise ValueError(f"hidden_act={self.hidden_act!r} is not supported; use one of {SUPPORTED_ACTIVATIONS}")
-        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+        if self.pad_token_id is not None and self.pad_token_id >= self.vocab_size:
             raise ValueError(f"pad_token_id ({self.pad_token_id}) must lie in [0, vocab_size={self.vocab_size})")
 
     @property
@@ -121,4 +159,14 @@ class AlbertActConfig(PretrainedConfig):
         return 1.0 - self.act_epsilon
 
 
-__all__ = ["AlbertActConfig", "LEGACY_ALBERT_KEYS"]
+def problem_type(config: AlbertActConfig, integer_labels: bool) -> str:
+    """transformers' rule for sequence classification, in both frameworks: `config.problem_type` if set, else
+    regression for one label, single-label classification for integer labels, multi-label otherwise (and
+    remembered in the config, as transformers does)."""
+    if config.problem_type is None:
+        config.problem_type = ("regression" if config.num_labels == 1 else
+                               "single_label_classification" if integer_labels else "multi_label_classification")
+    return config.problem_type
+
+
+__all__ = ["AlbertActConfig", "LEGACY_ALBERT_KEYS", "ACTIVATIONS", "problem_type"]

@@ -3,38 +3,29 @@
 Sources (CHECKPOINT_FORMATS.md): a canonical directory (config.json + model.safetensors), a directory or file
 with `pytorch_model.bin`, a directory or file with a legacy `tf_model.h5`, a Keras `.keras` file, a Keras 3
 `.weights.h5` file (with a config), or an original TF1 checkpoint (prefix, `.index` file or directory, with
-`albert_config.json` or `--config`). Every format is read through the name table of `act.weights`.
+`albert_config.json` or `--config`). `act.checkpoints.files.detect` decides the format; every tensor goes through
+`act.checkpoints.loading.check_state` (names, shapes, dtypes) against the PyTorch model of the architecture.
 
-Safety: the source is only ever opened for reading; the result is built in a temporary sibling of DEST and
-renamed into place at the very end, so a failure or an interrupt leaves no partial DEST; an existing DEST is
-replaced only with `overwrite=True`.
+Safety (`act.checkpoints.atomic`): the source is only ever opened for reading. DEST is locked for the whole run
+(a second convert to the same DEST fails at once); the result is staged and put in place at the very end, as one
+step: a new DEST by one rename, an existing DEST directory (only with ``overwrite=True``) by a journaled
+replacement of its model files (`act.checkpoints.MODEL_FILES`) that keeps every other file. A failure, an
+interrupt or a kill leaves the old DEST or the new one; what a killed run left is finished or removed by the next
+run on that DEST.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from . import weights
-from .weights import CheckpointError
+from .checkpoints import atomic, files, loading, names
+from .checkpoints.files import FORMAT_NAMES, CheckpointError
 
 TARGETS = ("canonical", "pytorch", "keras")
-FORMAT_NAMES = {
-    "canonical": "canonical (config.json + model.safetensors)",
-    "pytorch_bin": "PyTorch pytorch_model.bin",
-    "legacy_h5": "legacy transformers-4 tf_model.h5",
-    "keras": "Keras .keras file",
-    "keras_weights": "Keras 3 .weights.h5",
-    "tf1": "original TF1 checkpoint",
-}
-TF1_CONFIG_NAMES = ("albert_config.json", weights.CONFIG_NAME)
 # Parity tolerance of --verify on float32 states (ACT_SEMANTICS.md, "Parity": about 1e-5 for unit-scale
 # activations after a few iterations; deep real checkpoints get some headroom). Halting counts: exact.
 DEFAULT_ATOL = 1e-4
@@ -54,7 +45,7 @@ class ConversionReport:
     dest: str
     source_format: str
     target: str
-    architecture: str = weights.BASE_ARCHITECTURE
+    architecture: str = names.BASE_ARCHITECTURE
     converted: int = 0
     skipped: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -93,51 +84,22 @@ class ConversionReport:
 
 
 def detect_format(source: Path) -> tuple[str, Path]:
-    """(format, weights path) of a source path; raises `CheckpointError` when it is none of the formats."""
-    if source.is_dir():
-        for name, fmt in ((weights.SAFE_WEIGHTS_NAME, "canonical"), (weights.PT_WEIGHTS_NAME, "pytorch_bin"),
-                          (weights.TF_WEIGHTS_NAME, "legacy_h5")):
-            if (source / name).is_file():
-                return fmt, source / name
-        if (source / "checkpoint").is_file() or any(source.glob("*.index")):
-            return "tf1", Path(weights.resolve_tf1_checkpoint(source))
-        raise CheckpointError(f"{source}: no checkpoint found (looked for {weights.SAFE_WEIGHTS_NAME}, "
-                              f"{weights.PT_WEIGHTS_NAME}, {weights.TF_WEIGHTS_NAME}, a TF1 checkpoint)")
-    name = source.name
-    if source.is_file():
-        if name.endswith(".keras"):
-            return "keras", source
-        if name.endswith(".weights.h5"):
-            return "keras_weights", source
-        if name.endswith(".safetensors"):
-            return "canonical", source
-        if name.endswith(".bin"):
-            return "pytorch_bin", source
-        if name.endswith(".h5"):
-            return "legacy_h5", source
-    try:
-        return "tf1", Path(weights.resolve_tf1_checkpoint(source))
-    except CheckpointError:
-        pass
-    if not source.exists():
-        raise CheckpointError(f"{source}: no such file or directory")
-    raise CheckpointError(f"{source}: unknown checkpoint format (expected a model directory, .safetensors, "
-                          f".bin, tf_model.h5, .keras, .weights.h5 or a TF1 checkpoint)")
+    """(format, weights path) of a source path (`act.checkpoints.files.detect`); raises `CheckpointError` when it is
+    none of the formats."""
+    checkpoint = files.detect(source)
+    return checkpoint.format, checkpoint.path
 
 
-def load_config(source_format: str, weights_path: Path, config) -> tuple[dict, str]:
+def load_config(checkpoint: files.Checkpoint, config) -> tuple[dict, str]:
     """The raw config dict and where it came from: `config` (a dict or a JSON path) wins over the source's."""
     if isinstance(config, dict):
         return dict(config), "the given config"
     if config is not None:
-        return weights.read_json(config), str(config)
-    if source_format == "keras":
+        return files.read_json(config), str(config)
+    if checkpoint.format == "keras":
         return {}, "the .keras file"
-    names = TF1_CONFIG_NAMES if source_format == "tf1" else (weights.CONFIG_NAME,)
-    for name in names:
-        if (weights_path.parent / name).is_file():
-            return weights.read_json(weights_path.parent / name), str(weights_path.parent / name)
-    raise CheckpointError(f"{weights_path}: no {' or '.join(names)} next to the checkpoint; pass --config FILE")
+    path = files.config_path(checkpoint)
+    return files.read_json(path), str(path)
 
 
 def build_config(raw: dict, origin: str, source_format: str, notes: list[str]):
@@ -153,7 +115,9 @@ def build_config(raw: dict, origin: str, source_format: str, notes: list[str]):
     if source_format == "tf1" and "act_epsilon" not in raw:
         notes.append(f"{origin} has no act_epsilon: using the default {AlbertActConfig().act_epsilon}")
     try:
-        return AlbertActConfig.from_dict(raw)
+        config = AlbertActConfig.from_dict(raw)
+        config.check()
+        return config
     except (ValueError, TypeError) as error:
         raise CheckpointError(f"{origin}: not a valid ALBERT-ACT config: {error}") from error
 
@@ -177,13 +141,13 @@ def keras_class(architecture: str):
     return cls
 
 
-def expected_shapes(config, architecture: str) -> dict[str, tuple]:
-    """Names and shapes of the PyTorch model's weights (built on the meta device: no memory, no init)."""
+def expected_shapes(config, architecture: str) -> dict[str, tuple[tuple, bool]]:
+    """The PyTorch model's weights, {name: (shape, is float)} (built on the meta device: no memory, no init)."""
     import torch
 
     with torch.device("meta"):
         model = pytorch_class(architecture)(config)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items() if not weights.is_ignored(k)}
+    return loading.expected_from_torch(model)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -194,24 +158,17 @@ def expected_shapes(config, architecture: str) -> dict[str, tuple]:
 def _keras_to_canonical_dir(model, scratch: Path) -> tuple[dict, dict]:
     directory = scratch / "from_keras"
     model.save_pretrained(directory)
-    return weights.read_config(directory), weights.read_safetensors(directory / weights.SAFE_WEIGHTS_NAME)
+    return files.read_config(directory), files.read_safetensors(directory / files.SAFE_WEIGHTS_NAME)
 
 
-def read_source(source_format: str, path: Path, raw_config: dict, origin: str, architecture: str | None,
-                report: ConversionReport, scratch: Path) -> tuple[dict, dict]:
-    """(raw config, canonical state) of a source."""
-    if source_format == "canonical":
-        return raw_config, weights.read_safetensors(path)
-    if source_format == "pytorch_bin":
-        state = weights.read_pytorch_bin(path)
-        report.skipped += [f"{k} (buffer, not a weight)" for k in state if weights.is_ignored(k)]
-        return raw_config, {k: v for k, v in state.items() if not weights.is_ignored(k)}
-    if source_format == "legacy_h5":
-        return raw_config, weights.read_legacy_h5(path, skipped=report.skipped)
-    if source_format == "tf1":
-        wanted = architecture or (raw_config.get("architectures") or [weights.BASE_ARCHITECTURE])[0]
-        pretraining = wanted == weights.PRETRAINING_ARCHITECTURE
-        return raw_config, weights.read_tf1_checkpoint(path, pretraining=pretraining, skipped=report.skipped)
+def read_source(checkpoint: files.Checkpoint, raw_config: dict, origin: str, architecture: str | None,
+                skipped: dict, scratch: Path) -> tuple[dict, dict]:
+    """(raw config, canonical state) of a source; what the reader leaves out goes into `skipped`."""
+    source_format, path = checkpoint.format, checkpoint.path
+    if source_format not in files.KERAS_FORMATS:
+        wanted = architecture or (raw_config.get("architectures") or [names.BASE_ARCHITECTURE])[0]
+        pretraining = wanted == names.PRETRAINING_ARCHITECTURE
+        return raw_config, files.read_weights(checkpoint, pretraining=pretraining, skipped=skipped)
     # Keras formats need the Keras model (and TensorFlow).
     try:
         import keras
@@ -230,7 +187,7 @@ def read_source(source_format: str, path: Path, raw_config: dict, origin: str, a
         config, state = _keras_to_canonical_dir(model, scratch)
         return config, state
     config = build_config(raw_config, origin, source_format, [])
-    wanted = architecture or (config.architectures or [weights.BASE_ARCHITECTURE])[0]
+    wanted = architecture or (config.architectures or [names.BASE_ARCHITECTURE])[0]
     model = keras_class(wanted)(config)
     model.build()
     try:
@@ -265,7 +222,7 @@ def verify_result(canonical_dir: Path, keras_file: Path | None, state: dict, arc
     import torch
 
     lines, ok = [], True
-    written = weights.read_safetensors(canonical_dir / weights.SAFE_WEIGHTS_NAME)
+    written = files.read_safetensors(canonical_dir / files.SAFE_WEIGHTS_NAME)
     differing = sorted(k for k in state if k not in written or not np.array_equal(written[k], state[k]))
     lines.append("weights written = weights read: " + ("yes (bit for bit)" if not differing
                                                        else "NO: " + ", ".join(differing)))
@@ -282,7 +239,7 @@ def verify_result(canonical_dir: Path, keras_file: Path | None, state: dict, arc
         if bars:
             hf_logging.enable_progress_bar()
     model.eval()
-    tied = set(weights.TIED)
+    tied = set(names.TIED)
     missing = sorted(set(info.get("missing_keys", ())) - tied)
     problems = missing + sorted(info.get("unexpected_keys", ())) + [str(m) for m in info.get("mismatched_keys", ())]
     lines.append(f"PyTorch {architecture}: " + ("loads every tensor, none left at random init" if not problems
@@ -315,7 +272,7 @@ def verify_result(canonical_dir: Path, keras_file: Path | None, state: dict, arc
         if keras_file is not None:
             # a task model's encoder is its `albert` sublayer, the twin of PyTorch's `base_model`
             keras_model = keras.models.load_model(keras_file)
-            keras_model = getattr(keras_model, weights.BASE_PREFIX, keras_model)
+            keras_model = getattr(keras_model, names.BASE_PREFIX, keras_model)
         else:
             keras_model = tfm.TFAlbertActModel.from_pretrained(canonical_dir, add_pooling_layer=has_pooler)
     if keras_model is None:
@@ -361,31 +318,6 @@ def _tf1_source_files(prefix: Path) -> list[Path]:
     return sorted(prefix.parent.glob(prefix.name + ".*"))
 
 
-@contextlib.contextmanager
-def _staging(dest: Path):
-    """A temporary sibling of DEST, removed on failure or interrupt (and after success)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    directory = Path(tempfile.mkdtemp(prefix=f".{dest.name}.converting-", dir=dest.parent))
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def _commit(result: Path, dest: Path, staging: Path) -> None:
-    """Move the finished result to DEST; an existing DEST (overwrite) is moved aside first, restored on failure."""
-    previous = None
-    if dest.exists() or dest.is_symlink():
-        previous = staging / "previous"
-        os.replace(dest, previous)
-    try:
-        os.replace(result, dest)
-    except BaseException:
-        if previous is not None:
-            os.replace(previous, dest)
-        raise
-
-
 def convert(source, dest, to: str = "canonical", verify: bool = False, config=None, overwrite: bool = False,
             architecture: str | None = None, atol: float = DEFAULT_ATOL) -> ConversionReport:
     """Convert SOURCE (any supported checkpoint) to DEST and return a `ConversionReport`.
@@ -395,7 +327,10 @@ def convert(source, dest, to: str = "canonical", verify: bool = False, config=No
     checkpoints without albert_config.json and for `.weights.h5`). architecture: the model class (e.g.
     "AlbertActForPreTraining" to keep the TF1 pre-training heads); default: the config's `architectures`, else
     inferred from the tensor names. verify: measure the result in PyTorch and Keras; raises
-    `VerificationError` (and writes nothing) when parity fails.
+    `VerificationError` (and writes nothing) when parity fails. overwrite: replace the model files of an existing
+    DEST directory (config and weights of any format, `act.checkpoints.MODEL_FILES`) and keep its other files, or
+    replace an existing .keras file. A second convert to the same DEST while this one runs raises
+    `act.checkpoints.DestinationBusy`.
     """
     if to not in TARGETS:
         raise ValueError(f"--to must be one of {TARGETS}, got {to!r}")
@@ -407,45 +342,43 @@ def convert(source, dest, to: str = "canonical", verify: bool = False, config=No
         raise ValueError(f"{dest}: DEST ends with .keras; pass --to keras to write a Keras file")
     if (dest.exists() or dest.is_symlink()) and not overwrite:
         raise FileExistsError(f"{dest}: already exists; pass --overwrite to replace it")
-    source_format, weights_path = detect_format(source)
+    checkpoint = files.detect(source)
     _refuse_overlap(source, dest)
-    if source_format == "tf1":
-        for path in _tf1_source_files(weights_path):
+    if checkpoint.format == "tf1":
+        for path in _tf1_source_files(checkpoint.path):
             _refuse_overlap(path, dest)
 
-    report = ConversionReport(source=str(source), dest=str(dest), source_format=source_format, target=target)
-    raw, origin = load_config(source_format, weights_path, config)
-    with _staging(dest) as staging:
-        raw, state = read_source(source_format, weights_path, raw, origin, architecture, report, staging)
-        config_object = build_config(raw, origin, source_format, report.notes)
-        architecture = architecture or (config_object.architectures or [None])[0] or \
-            weights.infer_architecture(state)
+    report = ConversionReport(source=str(source), dest=str(dest), source_format=checkpoint.format, target=target)
+    raw, origin = load_config(checkpoint, config)
+    kind = "file" if target == "keras" else "directory"
+    with atomic.transaction(dest, overwrite=overwrite, kind=kind, replaces=files.is_model_file) as transaction:
+        report.notes += transaction.recovered
+        skipped: dict = {}
+        raw, state = read_source(checkpoint, raw, origin, architecture, skipped, transaction.scratch)
+        config_object = build_config(raw, origin, checkpoint.format, report.notes)
+        architecture = architecture or (config_object.architectures or [None])[0] or names.infer_architecture(state)
         report.architecture = architecture
         config_object.architectures = [architecture]
-        for copy, source_name in weights.TIED.items():
-            if copy in state and source_name in state:
-                del state[copy]
-                report.skipped.append(f"{copy} (tied to {source_name})")
-        expected = expected_shapes(config_object, architecture)
-        weights.check_state_dict(state, expected, str(weights_path),
-                                 allow_missing=tuple(k for k in weights.TIED if k in expected))
-        report.converted = len(state)
+        checked, loaded = loading.check_state(state, expected_shapes(config_object, architecture),
+                                              str(checkpoint.directory if checkpoint.shards else checkpoint.path),
+                                              architecture, strict=True,
+                                              ties=bool(config_object.tie_word_embeddings), skipped=skipped)
+        report.skipped = loaded.skipped_lines()
+        report.converted = len(checked)
 
-        canonical_dir = staging / "canonical"
-        weights.write_canonical(canonical_dir, config_object.to_dict(), state)
-        result = canonical_dir
         if target == "keras":
+            canonical_dir = transaction.scratch / "canonical"
+            files.write_canonical_files(canonical_dir, config_object.to_dict(), checked)
             model = keras_class(architecture).from_pretrained(canonical_dir)
-            result = staging / "model.keras"
-            model.save(result)
+            model.save(transaction.path)
+        else:
+            canonical_dir = transaction.path
+            files.write_canonical_files(canonical_dir, config_object.to_dict(), checked)
         if verify:
-            report.verification = verify_result(canonical_dir, result if target == "keras" else None, state,
-                                                architecture, atol=atol)
+            report.verification = verify_result(canonical_dir, transaction.path if target == "keras" else None,
+                                                checked, architecture, atol=atol)
             if not report.ok:
                 raise VerificationError(f"{dest}: not written: the converted model failed the parity check", report)
-        if (dest.exists() or dest.is_symlink()) and not overwrite:  # appeared while we worked
-            raise FileExistsError(f"{dest}: already exists; pass --overwrite to replace it")
-        _commit(result, dest, staging)
     return report
 
 
@@ -469,7 +402,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--architecture", metavar="CLASS",
                         help="model class, e.g. AlbertActForPreTraining to keep a TF1 checkpoint's pre-training "
                              "heads (default: the config's architectures, else inferred from the tensors)")
-    parser.add_argument("--overwrite", action="store_true", help="replace DEST if it exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the model files of an existing DEST (config and weights of any format; "
+                             "every other file in it is kept), or an existing .keras file")
     parser.add_argument("--atol", type=float, default=DEFAULT_ATOL,
                         help=f"--verify tolerance on float states between frameworks (default {DEFAULT_ATOL:g})")
 

@@ -108,8 +108,11 @@ class Runner:
     def max_length(self) -> int:
         return int(self.config.max_position_embeddings)
 
-    def __call__(self, input_ids, attention_mask, token_type_ids) -> dict:
-        """Arrays of shape (batch, seq_len) in; {"updates", "remainders"} as float NumPy arrays out."""
+    def __call__(self, input_ids, attention_mask, token_type_ids, hidden_states: bool = False) -> dict:
+        """Arrays of shape (batch, seq_len) in; {"updates", "remainders"} as float NumPy arrays out. With
+        `hidden_states=True`, also "hidden_states": a list of float32 (batch, seq_len, hidden) arrays, index i the
+        state after iteration i (0: the projected embeddings), as many as the model returns (the iterations its
+        loop ran, or a fixed num_hidden_layers + 1 whose later entries repeat the final state)."""
         import numpy as np
 
         if self.framework == "pytorch":
@@ -118,16 +121,24 @@ class Runner:
             with torch.no_grad():
                 out = self.model(input_ids=torch.as_tensor(np.asarray(input_ids), dtype=torch.long),
                                  attention_mask=torch.as_tensor(np.asarray(attention_mask), dtype=torch.long),
-                                 token_type_ids=torch.as_tensor(np.asarray(token_type_ids), dtype=torch.long))
-            return {"updates": out.updates.float().numpy(), "remainders": out.remainders.float().numpy()}
+                                 token_type_ids=torch.as_tensor(np.asarray(token_type_ids), dtype=torch.long),
+                                 output_hidden_states=hidden_states)
+            result = {"updates": out.updates.float().numpy(), "remainders": out.remainders.float().numpy()}
+            if hidden_states:
+                result["hidden_states"] = [state.float().numpy() for state in out.hidden_states]
+            return result
         import keras
 
         inputs = {"input_ids": np.asarray(input_ids, dtype="int32"),
                   "attention_mask": np.asarray(attention_mask, dtype="int32"),
                   "token_type_ids": np.asarray(token_type_ids, dtype="int32")}
-        out = self.model(inputs, training=False)
-        return {key: np.asarray(keras.ops.convert_to_numpy(out[key]), dtype="float32")
-                for key in ("updates", "remainders")}
+        out = self.model(inputs, training=False, output_hidden_states=hidden_states)
+        result = {key: np.asarray(keras.ops.convert_to_numpy(out[key]), dtype="float32")
+                  for key in ("updates", "remainders")}
+        if hidden_states:
+            result["hidden_states"] = [np.asarray(keras.ops.convert_to_numpy(state), dtype="float32")
+                                       for state in out["hidden_states"]]
+        return result
 
 
 def halting_grid(updates, cap: int):

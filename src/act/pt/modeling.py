@@ -1,60 +1,37 @@
-"""PyTorch ALBERT-ACT (transformers 5). Mirrors `act/tf/modeling.py`: same classes, order and attribute names.
+"""PyTorch ALBERT-ACT (transformers 5). Mirrors `act/tf/modeling.py`: a reviewer diffs the two files.
 
-What is computed is specified in ACT_SEMANTICS.md: one shared ALBERT layer applied again and again, each
-token deciding with Adaptive Computation Time (Graves, 2016) when to stop being updated.
+Both files hold the same classes in the same order, with the same attribute names (they become the weight names)
+and the same method names; the one renaming is Keras' `call` for PyTorch's `forward`, every other method keeps
+its name (`forward_dense`, `forward_fast`, `forward_running`, ...). The halting bookkeeping is `act.halting`,
+shared by both; plumbing that is no mirrored method lives in `base.py` (loading, input validation), `ops.py` and
+`outputs.py`. What is computed is specified in ACT_SEMANTICS.md: one shared ALBERT layer applied again and again,
+each token deciding with Adaptive Computation Time (Graves, 2016) when to stop being updated.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import can_return_tuple
 
-from ..configuration import AlbertActConfig
-from .. import weights as weights_lib
-from ..weights import TIED
+from .. import halting
+from ..configuration import AlbertActConfig, problem_type
+from ..inputs import mark_outputs
+from ..checkpoints.names import TIED
+from .base import AlbertActBase
+from .ops import OPS, eager_attention_forward
 from .outputs import (
+    EXAMPLE_FIELDS,
     AlbertActEncoderOutput,
     AlbertActForPreTrainingOutput,
     AlbertActModelOutput,
     AlbertActQuestionAnsweringOutput,
     AlbertActTaskOutput,
 )
-
-
-def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """Plain softmax attention; used for `output_attentions=True` and as the fallback interface."""
-    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        weights = weights + attention_mask
-    weights = nn.functional.softmax(weights, dim=-1)
-    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
-    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
-    return output, weights
-
-
-def halting_step(halting, remainders, updates, probability, threshold):
-    """One ACT halting step (ACT_SEMANTICS.md), on (batch, seq) tensors, in the spec's order of operations.
-
-    Returns the new (halting, remainders, updates) and each token's update weight w: its new state is
-    ``out * w + h * (1 - w)`` (w = 0 for a token that is not running: it keeps its state exactly).
-    """
-    dtype = halting.dtype
-    running = (halting < 1.0).to(dtype)
-    total = halting + probability * running
-    new_halted = (total > threshold).to(dtype) * running
-    running = (total <= threshold).to(dtype) * running
-    halting = halting + probability * running
-    remainders = remainders + new_halted * (1.0 - halting)
-    halting = halting + new_halted * remainders
-    updates = updates + running + new_halted
-    return halting, remainders, updates, probability * running + new_halted * remainders
 
 
 class AlbertActEmbeddings(nn.Module):
@@ -113,15 +90,8 @@ class AlbertActAttention(nn.Module):
         interface: Callable = eager_attention_forward
         if not output_attentions:
             interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        context, weights = interface(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            scaling=self.scaling,
-            dropout=self.attention_dropout.p if self.training else 0.0,
-        )
+        context, weights = interface(self, query, key, value, attention_mask, scaling=self.scaling,
+                                     dropout=self.attention_dropout.p if self.training else 0.0)
         return context.reshape(*context.shape[:2], -1), (weights if output_attentions else None)
 
     def forward(self, hidden_states, attention_mask=None, output_attentions=False):
@@ -133,7 +103,7 @@ class AlbertActAttention(nn.Module):
         return self.dense(context), weights
 
     def forward_running(self, hidden_states, keys, values, attention_mask, packing):
-        """Attention output of the running tokens only (the fast inference path of `AlbertActEncoder`).
+        """Attention output of the running tokens only (the fast inference loop of `AlbertActEncoder`).
 
         `hidden_states`: (n, hidden), the n running tokens of the batch in row-major order. `keys`, `values`:
         (batch, seq, hidden), the projected keys/values of EVERY token (cached by the encoder: those of a halted
@@ -205,7 +175,7 @@ class AlbertActLayer(nn.Module):
 class AlbertActEncoder(nn.Module):
     """Projects the embeddings to `hidden_size`, then runs the ACT loop over the shared `albert_layer`.
 
-    Two implementations of the same loop (ACT_SEMANTICS.md), with the same halting bookkeeping in the same order:
+    Two implementations of the same loop (ACT_SEMANTICS.md), with the halting bookkeeping of `act.halting`:
 
     - the dense loop (`forward_dense`) applies the layer to every token at every iteration and masks the update.
       Used for training: whenever gradients are enabled, or dropout is active (training mode with a dropout
@@ -216,6 +186,9 @@ class AlbertActEncoder(nn.Module):
       they are computed once and cached. Each iteration computes queries, attention, FFN and halting unit only
       for the still-running tokens (gathered across the batch), which attend to every token of their row.
       Halted tokens cost nothing, so the cost follows the sum of `updates` instead of (iterations x tokens).
+
+    Both return `num_hidden_layers + 1` hidden states and `num_hidden_layers` attention maps when asked for:
+    entries after the loop ended repeat the final state (halted tokens no longer change) and are all-zero maps.
     """
 
     def __init__(self, config: AlbertActConfig):
@@ -245,42 +218,38 @@ class AlbertActEncoder(nn.Module):
         return self.forward_dense(hidden, attention_mask, output_hidden_states, output_attentions)
 
     def additive_mask(self, hidden, attention_mask):
-        mask = attention_mask.to(hidden.dtype)
-        return mask, ((1.0 - mask) * torch.finfo(hidden.dtype).min)[:, None, None, :]
+        """(batch, 1, 1, seq) in the hidden dtype: 0 where attended, the dtype's most negative value on padding."""
+        return ((1.0 - attention_mask.to(hidden.dtype)) * torch.finfo(hidden.dtype).min)[:, None, None, :]
 
     def forward_dense(self, hidden, attention_mask, output_hidden_states=False, output_attentions=False):
         """The dense ACT loop over the projected embeddings `hidden`: every token through the layer every time."""
-        mask, additive_mask = self.additive_mask(hidden, attention_mask)
+        additive_mask = self.additive_mask(hidden, attention_mask)
         cap = self.config.num_hidden_layers
-        threshold = 1.0 - self.config.act_epsilon
-
-        halting = 1.0 - mask  # padding starts halted and is never updated
-        remainders = hidden.new_zeros(mask.shape)
-        updates = hidden.new_zeros(mask.shape)
+        threshold = self.config.halting_threshold
+        state = halting.initial_state(OPS, attention_mask, halting.state_dtype(OPS, hidden.dtype))
         all_hidden = (hidden,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
 
-        # Every token still below the threshold has run at every iteration so far, so its update count equals
-        # the iteration number: bounding the loop by the cap is the spec's `N < cap` condition.
         for _ in range(cap):
-            if not bool((halting < threshold).any()):
+            if not bool(halting.any_running(OPS, state[0], threshold)):
                 break
             output, probability, weights = self.albert_layer(hidden, additive_mask, output_attentions)
-            halting, remainders, updates, weight = halting_step(halting, remainders, updates, probability, threshold)
-            weight = weight.unsqueeze(-1)
-            hidden = output * weight + hidden * (1.0 - weight)
+            *state, weight = halting.step(OPS, *state, probability, threshold)
+            hidden = halting.update(OPS, hidden, output, weight)
             if output_hidden_states:
                 all_hidden = all_hidden + (hidden,)
             if output_attentions:
                 all_attentions = all_attentions + (weights,)
 
-        return AlbertActEncoderOutput(
-            last_hidden_state=hidden,
-            updates=updates,
-            remainders=remainders,
-            hidden_states=all_hidden,
-            attentions=all_attentions,
-        )
+        # Fixed-length histories: the iterations after the loop ended repeat the final state, with all-zero maps.
+        if output_hidden_states:
+            all_hidden = all_hidden + (hidden,) * (cap + 1 - len(all_hidden))
+        if output_attentions:
+            batch, length = attention_mask.shape
+            zeros = hidden.new_zeros(batch, self.config.num_attention_heads, length, length)
+            all_attentions = all_attentions + (zeros,) * (cap - len(all_attentions))
+        return AlbertActEncoderOutput(last_hidden_state=hidden, updates=state[2], remainders=state[1],
+                                      hidden_states=all_hidden, attentions=all_attentions)
 
     @staticmethod
     def pack_running(running):
@@ -305,15 +274,13 @@ class AlbertActEncoder(nn.Module):
     def forward_fast(self, hidden, attention_mask, output_hidden_states=False):
         """The fast ACT loop (inference only): only the running tokens go through the layer; halted ones are
         attended to through cached keys/values. Same bookkeeping, same operation order as `forward_dense`."""
-        mask, additive_mask = self.additive_mask(hidden, attention_mask)
+        additive_mask = self.additive_mask(hidden, attention_mask)
         cap = self.config.num_hidden_layers
-        threshold = 1.0 - self.config.act_epsilon
+        threshold = self.config.halting_threshold
+        state = halting.initial_state(OPS, attention_mask, halting.state_dtype(OPS, hidden.dtype))
         layer = self.albert_layer
+        attention = layer.attention
         batch, length, width = hidden.shape
-
-        halting = 1.0 - mask  # padding starts halted and is never updated
-        remainders = hidden.new_zeros(mask.shape)
-        updates = hidden.new_zeros(mask.shape)
         all_hidden = (hidden,) if output_hidden_states else None
 
         flat = hidden.reshape(batch * length, width)
@@ -323,59 +290,43 @@ class AlbertActEncoder(nn.Module):
         # included: its key/value never change). A token's key/value only changes when its state does, so only
         # the tokens updated at the previous iteration (`stale`) are projected again, at the start of the next
         # iteration; a halted token's cached key/value is reused until the end.
-        attention = layer.attention
         keys, values = attention.key(flat), attention.value(flat)
         stale, stale_states = None, None
 
         for _ in range(cap):
-            if not bool((halting < threshold).any()):
+            if not bool(halting.any_running(OPS, state[0], threshold)):
                 break
             if stale is not None:
                 keys.index_copy_(0, stale, attention.key(stale_states))
                 values.index_copy_(0, stale, attention.value(stale_states))
-            run_mask = halting < 1.0
-            index, packing = self.pack_running(run_mask)
+            index, packing = self.pack_running(halting.running(state[0]))
             if index.shape[0] == (batch * length if stale is None else stale.shape[0]):
                 states = flat if stale is None else stale_states  # the same tokens as last time (or all)
             else:
                 states = flat.index_select(0, index)
-            output, probability_running = layer.forward_running(
+            output, probability = layer.forward_running(
                 states, keys.view(batch, length, width), values.view(batch, length, width), additive_mask, packing
             )
             # The bookkeeping of forward_dense on the full (batch, seq) tensors; the probability of a token that
             # is not running is only ever multiplied by running = 0 there, so it is 0 here.
-            probability = halting.new_zeros(batch * length).index_copy_(0, index, probability_running)
-            probability = probability.view(batch, length)
-            halting, remainders, updates, weight = halting_step(halting, remainders, updates, probability, threshold)
-            weight = weight.reshape(-1).index_select(0, index).unsqueeze(-1)
+            probability = state[0].new_zeros(batch * length).index_copy_(0, index, probability.to(state[0].dtype))
+            *state, weight = halting.step(OPS, *state, probability.view(batch, length), threshold)
             # A token outside `index` has weight 0 in the dense loop and keeps its state exactly; the running ones
             # get exactly out * w + h * (1 - w).
-            stale_states = output * weight + states * (1.0 - weight)
+            stale_states = halting.update(OPS, states, output, weight.reshape(-1).index_select(0, index))
             stale = index
             flat.index_copy_(0, index, stale_states)
             if output_hidden_states:
                 all_hidden = all_hidden + (flat.view(batch, length, width).clone(),)
 
-        return AlbertActEncoderOutput(
-            last_hidden_state=flat.view(batch, length, width),
-            updates=updates,
-            remainders=remainders,
-            hidden_states=all_hidden,
-            attentions=None,
-        )
+        if output_hidden_states:  # fixed length, as in forward_dense
+            all_hidden = all_hidden + (all_hidden[-1],) * (cap + 1 - len(all_hidden))
+        return AlbertActEncoderOutput(last_hidden_state=flat.view(batch, length, width), updates=state[2],
+                                      remainders=state[1], hidden_states=all_hidden, attentions=None)
 
 
-class AlbertActPreTrainedModel(PreTrainedModel):
-    """Weight initialisation and loading glue shared by every ALBERT-ACT model."""
-
-    config_class = AlbertActConfig
-    config: AlbertActConfig
-    base_model_prefix = "albert"
-    main_input_name = "input_ids"
-    _supports_sdpa = True
-    _supports_attention_backend = True
-    # Published research checkpoints carry this buffer; it is rebuilt at init, so it is not a weight.
-    _keys_to_ignore_on_load_unexpected = [r"embeddings\.position_ids", r"embeddings\.token_type_ids"]
+class AlbertActPreTrainedModel(AlbertActBase):
+    """What every ALBERT-ACT model shares: weight initialisation, the encoder pass of a task model, its output."""
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -386,98 +337,17 @@ class AlbertActPreTrainedModel(PreTrainedModel):
             module.position_ids.copy_(torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
             module.token_type_ids.zero_()
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """transformers' `from_pretrained`; in addition, a local directory whose only weights are the research
-        port's legacy `tf_model.h5` (transformers 5 reads no TensorFlow weights) is read through `act.weights`
-        (keywords are then config overrides, e.g. ``num_labels=3``; every tensor must match the model)."""
-        directory = Path(os.fspath(pretrained_model_name_or_path))
-        try:
-            legacy = directory.is_dir() and weights_lib.find_weights(directory).name == weights_lib.TF_WEIGHTS_NAME
-        except weights_lib.CheckpointError:
-            legacy = False  # no weights we know of: transformers says what it looked for
-        if not legacy:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        config, model_kwargs = cls.config_class.from_pretrained(directory, return_unused_kwargs=True, **kwargs)
-        model = cls(config, *model_args, **model_kwargs)
-        path = directory / weights_lib.TF_WEIGHTS_NAME
-        ours = model.state_dict()
-        state = weights_lib.match_model_names(weights_lib.read_legacy_h5(path), ours,
-                                              model.base_model.pooler is not None)
-        expected = {name: tuple(value.shape) for name, value in ours.items() if name not in TIED}
-        weights_lib.check_state_dict(state, expected, str(path))
-        model.load_state_dict({name: torch.from_numpy(value) for name, value in state.items() if name in expected},
-                              strict=False)
-        model.tie_weights()
-        return model.eval()
-
-    def wants_dict(self, return_dict: bool | None) -> bool:
-        return self.config.return_dict if return_dict is None else return_dict
-
-    def encode(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, output_attentions,
-               output_hidden_states) -> AlbertActModelOutput:
+    def encode(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs):
         """A task model's encoder pass (`self.albert`), always as an `AlbertActModelOutput`."""
-        return self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                           return_dict=True)
+        return self.albert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True,
+                           **kwargs)
 
-    def add_ponder_cost(self, loss, outputs):
-        """Task loss + ponder_penalty * ponder_cost (ACT_SEMANTICS.md, "Ponder cost"), when both are there."""
-        if loss is None or not self.config.ponder_penalty:
-            return loss
-        return loss + self.config.ponder_penalty * outputs.ponder_cost
-
-    @staticmethod
-    def halting_fields(outputs) -> dict:
-        """The fields every task output carries over from the encoder output."""
-        return {name: getattr(outputs, name)
-                for name in ("updates", "remainders", "hidden_states", "attentions")}
-
-    def check_inputs(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                     inputs_embeds=None):
-        """Validate the inputs at the edge: raise a `ValueError` that says what was wrong and what was expected."""
-        config = self.config
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids or inputs_embeds (got "
-                             f"{'both' if input_ids is not None else 'neither'})")
-        if input_ids is not None:
-            if input_ids.dim() != 2:
-                raise ValueError(f"input_ids must have shape (batch, seq_len), got {tuple(input_ids.shape)}")
-            if input_ids.is_floating_point():
-                raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
-            shape = tuple(input_ids.shape)
-            if input_ids.numel():
-                low, high = int(input_ids.min()), int(input_ids.max())
-                if low < 0 or high >= config.vocab_size:
-                    bad = low if low < 0 else high
-                    raise ValueError(f"token id {bad} in input_ids is out of range [0, vocab_size={config.vocab_size})")
-        else:
-            if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.embedding_size:
-                raise ValueError(
-                    f"inputs_embeds must have shape (batch, seq_len, embedding_size={config.embedding_size}), "
-                    f"got {tuple(inputs_embeds.shape)}"
-                )
-            shape = tuple(inputs_embeds.shape[:2])
-        if shape[1] > config.max_position_embeddings:
-            raise ValueError(
-                f"sequence length {shape[1]} is longer than max_position_embeddings={config.max_position_embeddings}"
-            )
-        if attention_mask is not None:
-            if tuple(attention_mask.shape) != shape:
-                raise ValueError(
-                    f"attention_mask has shape {tuple(attention_mask.shape)} but the inputs have shape {shape}"
-                )
-            if attention_mask.numel() and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
-                raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
-        for name, tensor, limit in (("token_type_ids", token_type_ids, config.type_vocab_size),
-                                    ("position_ids", position_ids, config.max_position_embeddings)):
-            if tensor is None:
-                continue
-            if tensor.dim() != 2 or tensor.shape[1] != shape[1] or tensor.shape[0] not in (1, shape[0]):
-                raise ValueError(f"{name} has shape {tuple(tensor.shape)} but the inputs have shape {shape}")
-            if tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= limit):
-                raise ValueError(f"{name} must lie in [0, {limit}), got values in "
-                                 f"[{int(tensor.min())}, {int(tensor.max())}]")
+    def task_outputs(self, output_class, outputs, loss, **predictions):
+        """The task output: the predictions, the encoder output's halting fields, and with labels the loss plus
+        ``ponder_penalty * ponder_cost`` (ACT_SEMANTICS.md, "Ponder cost")."""
+        if loss is not None and self.config.ponder_penalty:
+            loss = loss + self.config.ponder_penalty * outputs.ponder_cost
+        return output_class(loss=loss, **predictions, **{name: getattr(outputs, name) for name in EXAMPLE_FIELDS})
 
 
 class AlbertActModel(AlbertActPreTrainedModel):
@@ -495,40 +365,27 @@ class AlbertActModel(AlbertActPreTrainedModel):
             self.pooler_activation = None
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.word_embeddings = value
-
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.LongTensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> AlbertActModelOutput | tuple:
-        self.check_inputs(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, output_attentions=None, output_hidden_states=None,
+                **kwargs) -> AlbertActModelOutput:
+        given, invalid = self.check_inputs(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
-        return_dict = self.wants_dict(return_dict)
 
-        embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        embeddings = self.embeddings(given["input_ids"], given["token_type_ids"], given["position_ids"],
+                                     given["inputs_embeds"])
+        attention_mask = given["attention_mask"]
         if attention_mask is None:
             attention_mask = embeddings.new_ones(embeddings.shape[:2])
         encoded = self.encoder(embeddings, attention_mask, output_hidden_states, output_attentions)
+        encoded = mark_outputs(OPS, encoded, invalid)  # compiled, bad input rows come out NaN
         sequence_output = encoded.last_hidden_state
         pooled = self.pooler_activation(self.pooler(sequence_output[:, 0])) if self.pooler is not None else None
-
-        # `output.ponder_cost` (ACT_SEMANTICS.md "Ponder cost") is computed from updates + remainders (outputs.py)
-        output = AlbertActModelOutput(
+        # `ponder_cost` is an attribute of the output, computed from updates + remainders (outputs.py)
+        return AlbertActModelOutput(
             last_hidden_state=sequence_output,
             pooler_output=pooled,
             updates=encoded.updates,
@@ -536,7 +393,6 @@ class AlbertActModel(AlbertActPreTrainedModel):
             hidden_states=encoded.hidden_states,
             attentions=encoded.attentions,
         )
-        return output if return_dict else output.to_tuple()
 
 
 class AlbertActMLMHead(nn.Module):
@@ -567,6 +423,9 @@ class AlbertActSOPHead(nn.Module):
         return self.classifier(self.dropout(pooled_output))
 
 
+# The task heads follow transformers' ALBERT heads one by one: the same constructor and call pattern repeats
+# (encoder pass, head layer, loss, task output) on purpose, so that each head reads on its own and against its
+# Keras twin.
 
 
 class AlbertActForPreTraining(AlbertActPreTrainedModel):
@@ -581,24 +440,14 @@ class AlbertActForPreTraining(AlbertActPreTrainedModel):
         self.sop_classifier = AlbertActSOPHead(config)
         self.post_init()
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.predictions.decoder
-
-    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
-        self.predictions.decoder = new_embeddings
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.albert.embeddings.word_embeddings
-
+    @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, sentence_order_label=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, **kwargs):
+                inputs_embeds=None, labels=None, sentence_order_label=None, **kwargs):
         """`labels`: (batch, seq) token ids, -100 where not masked. `sentence_order_label`: (batch,), 1 = swapped.
 
         The loss is the sum of the given losses (MLM and/or SOP) plus `ponder_penalty * ponder_cost`.
         """
-        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                              output_attentions, output_hidden_states)
+        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         prediction_scores = self.predictions(outputs.last_hidden_state)
         sop_scores = self.sop_classifier(outputs.pooler_output)
         loss = None
@@ -607,17 +456,12 @@ class AlbertActForPreTraining(AlbertActPreTrainedModel):
         if sentence_order_label is not None:
             sop_loss = nn.functional.cross_entropy(sop_scores.reshape(-1, 2), sentence_order_label.reshape(-1))
             loss = sop_loss if loss is None else loss + sop_loss
-        output = AlbertActForPreTrainingOutput(
-            loss=self.add_ponder_cost(loss, outputs),
-            prediction_logits=prediction_scores,
-            sop_logits=sop_scores,
-            **self.halting_fields(outputs),
-        )
-        return output if self.wants_dict(return_dict) else output.to_tuple()
+        return self.task_outputs(AlbertActForPreTrainingOutput, outputs, loss, prediction_logits=prediction_scores,
+                                 sop_logits=sop_scores)
 
 
 class AlbertActForMaskedLM(AlbertActPreTrainedModel):
-    """ALBERT-ACT with the masked-LM head (decoder tied to the word embeddings)."""
+    """ALBERT-ACT with the masked-LM head (decoder tied to the word embeddings). `labels`: -100 = not masked."""
 
     _tied_weights_keys = TIED
 
@@ -627,28 +471,15 @@ class AlbertActForMaskedLM(AlbertActPreTrainedModel):
         self.predictions = AlbertActMLMHead(config)
         self.post_init()
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.predictions.decoder
-
-    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
-        self.predictions.decoder = new_embeddings
-        self.predictions.bias = new_embeddings.bias
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.albert.embeddings.word_embeddings
-
+    @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, **kwargs):
-        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                              output_attentions, output_hidden_states)
+                inputs_embeds=None, labels=None, **kwargs):
+        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         logits = self.predictions(outputs.last_hidden_state)
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits.reshape(-1, self.config.vocab_size), labels.reshape(-1))
-        output = AlbertActTaskOutput(loss=self.add_ponder_cost(loss, outputs), logits=logits,
-                                     **self.halting_fields(outputs))
-        return output if self.wants_dict(return_dict) else output.to_tuple()
+        return self.task_outputs(AlbertActTaskOutput, outputs, loss, logits=logits)
 
 
 class AlbertActForSequenceClassification(AlbertActPreTrainedModel):
@@ -662,38 +493,27 @@ class AlbertActForSequenceClassification(AlbertActPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, **kwargs):
-        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                              output_attentions, output_hidden_states)
+                inputs_embeds=None, labels=None, **kwargs):
+        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         logits = self.classifier(self.dropout(outputs.pooler_output))
         loss = None
         if labels is not None:
-            problem_type = self.config.problem_type
-            if problem_type is None:
-                if self.num_labels == 1:
-                    problem_type = "regression"
-                elif labels.dtype in (torch.long, torch.int):
-                    problem_type = "single_label_classification"
-                else:
-                    problem_type = "multi_label_classification"
-                self.config.problem_type = problem_type
-            if problem_type == "regression":
+            problem = problem_type(self.config, labels.dtype in (torch.long, torch.int))
+            if problem == "regression":
                 loss = nn.functional.mse_loss(logits.squeeze(-1) if self.num_labels == 1 else logits,
                                               labels.reshape(-1).to(logits.dtype) if self.num_labels == 1
                                               else labels.to(logits.dtype))
-            elif problem_type == "single_label_classification":
+            elif problem == "single_label_classification":
                 loss = nn.functional.cross_entropy(logits.reshape(-1, self.num_labels), labels.reshape(-1))
             else:
                 loss = nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-        output = AlbertActTaskOutput(loss=self.add_ponder_cost(loss, outputs), logits=logits,
-                                     **self.halting_fields(outputs))
-        return output if self.wants_dict(return_dict) else output.to_tuple()
+        return self.task_outputs(AlbertActTaskOutput, outputs, loss, logits=logits)
 
 
 class AlbertActForTokenClassification(AlbertActPreTrainedModel):
-    """A label per token (e.g. NER), on the final token states."""
+    """A label per token (e.g. NER), on the final token states. `labels`: (batch, seq), -100 = ignored."""
 
     def __init__(self, config: AlbertActConfig):
         super().__init__(config)
@@ -703,22 +523,22 @@ class AlbertActForTokenClassification(AlbertActPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, **kwargs):
-        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                              output_attentions, output_hidden_states)
+                inputs_embeds=None, labels=None, **kwargs):
+        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits.reshape(-1, self.num_labels), labels.reshape(-1))
-        output = AlbertActTaskOutput(loss=self.add_ponder_cost(loss, outputs), logits=logits,
-                                     **self.halting_fields(outputs))
-        return output if self.wants_dict(return_dict) else output.to_tuple()
+        return self.task_outputs(AlbertActTaskOutput, outputs, loss, logits=logits)
 
 
 class AlbertActForQuestionAnswering(AlbertActPreTrainedModel):
-    """Extractive QA: start/end logits per token (`qa_outputs`, num_labels = 2)."""
+    """Extractive QA: start/end logits per token (`qa_outputs`, num_labels = 2).
+
+    `start_positions` / `end_positions`: (batch,); positions outside the input are ignored, as in transformers.
+    """
 
     def __init__(self, config: AlbertActConfig):
         super().__init__(config)
@@ -727,11 +547,10 @@ class AlbertActForQuestionAnswering(AlbertActPreTrainedModel):
         self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, **kwargs):
-        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                              output_attentions, output_hidden_states)
+                inputs_embeds=None, start_positions=None, end_positions=None, **kwargs):
+        outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         logits = self.qa_outputs(outputs.last_hidden_state)
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
         loss = None
@@ -741,13 +560,15 @@ class AlbertActForQuestionAnswering(AlbertActPreTrainedModel):
             end_positions = end_positions.reshape(-1).clamp(0, ignored)
             loss = (nn.functional.cross_entropy(start_logits, start_positions, ignore_index=ignored)
                     + nn.functional.cross_entropy(end_logits, end_positions, ignore_index=ignored)) / 2
-        output = AlbertActQuestionAnsweringOutput(loss=self.add_ponder_cost(loss, outputs), start_logits=start_logits,
-                                                  end_logits=end_logits, **self.halting_fields(outputs))
-        return output if self.wants_dict(return_dict) else output.to_tuple()
+        return self.task_outputs(AlbertActQuestionAnsweringOutput, outputs, loss, start_logits=start_logits,
+                                 end_logits=end_logits)
 
 
 class AlbertActForMultipleChoice(AlbertActPreTrainedModel):
-    """Multiple choice: inputs (batch, num_choices, seq_len), one score per choice from the pooled output."""
+    """Multiple choice: inputs (batch, num_choices, seq_len), one score per choice from the pooled output.
+
+    `updates` and `remainders` come back as (batch, num_choices, seq_len); `labels`: (batch,) the right choice.
+    """
 
     def __init__(self, config: AlbertActConfig):
         super().__init__(config)
@@ -756,26 +577,23 @@ class AlbertActForMultipleChoice(AlbertActPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
 
+    @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, **kwargs):
+                inputs_embeds=None, labels=None, **kwargs):
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is None or reference.dim() < 3:
             raise ValueError("multiple choice inputs must have shape (batch, num_choices, seq_len)")
-        batch, num_choices, length = reference.shape[:3]
+        shape = reference.shape[:3]
 
-        def flat(t):
-            return None if t is None else t.reshape(batch * num_choices, *t.shape[2:])
+        def flat(tensor):  # (batch, choices, ...) -> (batch * choices, ...)
+            return None if tensor is None else tensor.reshape(shape[0] * shape[1], *tensor.shape[2:])
 
         outputs = self.encode(flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids),
-                              flat(inputs_embeds), output_attentions, output_hidden_states)
-        logits = self.classifier(self.dropout(outputs.pooler_output)).reshape(batch, num_choices)
+                              flat(inputs_embeds), **kwargs)
+        logits = self.classifier(self.dropout(outputs.pooler_output)).reshape(shape[:2])
         loss = None if labels is None else nn.functional.cross_entropy(logits, labels.reshape(-1))
-        fields = self.halting_fields(outputs)
-        fields["updates"] = fields["updates"].reshape(batch, num_choices, length)
-        fields["remainders"] = fields["remainders"].reshape(batch, num_choices, length)
-        output = AlbertActTaskOutput(loss=self.add_ponder_cost(loss, outputs), logits=logits, **fields)
-        return output if self.wants_dict(return_dict) else output.to_tuple()
+        outputs.updates, outputs.remainders = outputs.updates.reshape(shape), outputs.remainders.reshape(shape)
+        return self.task_outputs(AlbertActTaskOutput, outputs, loss, logits=logits)
 
 
 __all__ = [

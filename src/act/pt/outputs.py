@@ -1,5 +1,9 @@
 """Output dataclasses of the PyTorch models (kept apart from modeling.py, whose classes mirror the Keras file).
 
+Each class spells out all its fields, the per-example halting fields (`act.halting.FIELDS` but `ponder_cost`)
+included, as transformers' output classes do: a ModelOutput's field order is its tuple order, so the repeated field
+lists are deliberate.
+
 `ponder_cost` is an attribute computed from `updates` and `remainders` (both 0 on padding), not a key of the output:
 every key of a model output is a per-example tensor with the batch first, which is what transformers' consumers
 assume when they split or concatenate outputs by example (pipelines with `batch_size > 1`, `Trainer` predictions
@@ -13,6 +17,13 @@ from dataclasses import dataclass
 import torch
 from transformers.utils import ModelOutput
 
+from .. import halting
+from .ops import OPS
+
+# The halting fields a task output carries over from the encoder's: the per-example ones (`ponder_cost` is the
+# attribute below, computed from updates and remainders).
+EXAMPLE_FIELDS = tuple(name for name in halting.FIELDS if name != "ponder_cost")
+
 
 class PonderCost:
     """The `ponder_cost` attribute of the outputs that carry `updates` and `remainders` (also `output["ponder_cost"]`;
@@ -25,12 +36,15 @@ class PonderCost:
 
     @property
     def ponder_cost(self) -> torch.Tensor | None:
-        """Scalar: per sequence the sum over its tokens of ``updates + remainders`` (both 0 on padding, so this is
-        ACT_SEMANTICS.md's ``((N + R) * mask).sum(1)``), averaged over the sequences of the batch (for multiple choice
-        a sequence is one (example, choice) row). Differentiable through the remainders, usable in a loss."""
+        """Scalar: ACT_SEMANTICS.md "Ponder cost" (`act.halting.ponder_cost`), per sequence the sum over its tokens of
+        ``(updates + remainders) * mask``, averaged over the sequences of the batch (for multiple choice a sequence
+        is one (example, choice) row). Padding has updates = remainders = 0, so the mask is not needed here.
+        Differentiable through the remainders, usable in a loss."""
         if self.updates is None or self.remainders is None:
             return None
-        return (self.updates + self.remainders).sum(-1).mean()
+        length = self.updates.shape[-1]
+        updates, remainders = self.updates.reshape(-1, length), self.remainders.reshape(-1, length)
+        return halting.ponder_cost(OPS, updates, remainders, torch.ones_like(updates))
 
 
 @dataclass

@@ -3,5 +3,6 @@
 from ..configuration import AlbertActConfig
 from .modeling import *  # noqa: F401,F403
 from .modeling import __all__ as _modeling_all
+from .preprocessing import TFAlbertActPreprocessor
 
-__all__ = ["AlbertActConfig", *_modeling_all]
+__all__ = ["AlbertActConfig", *_modeling_all, "TFAlbertActPreprocessor"]

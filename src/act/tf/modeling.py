@@ -1,161 +1,65 @@
-"""Keras 3 (TensorFlow backend) ALBERT-ACT. Mirrors `act/pt/modeling.py`: same classes, order and attribute names.
+"""Keras 3 (TensorFlow backend) ALBERT-ACT. Mirrors `act/pt/modeling.py`: a reviewer diffs the two files.
 
-What is computed is specified in ACT_SEMANTICS.md: one shared ALBERT layer applied again and again, each
-token deciding with Adaptive Computation Time (Graves, 2016) when to stop being updated.
+Both files hold the same classes in the same order (a `TF` prefix here), with the same attribute names and the
+same method names; the one renaming is Keras' `call` for PyTorch's `forward`, every other method keeps its name
+(`forward_dense`, `forward_fast`, `forward_running`, ...). The halting bookkeeping is `act.halting`, shared by
+both; plumbing that is no mirrored method lives in `base.py` (serialisation, weights, loading, export, input
+validation) and `ops.py` (activations, sublayer factories and the generic `build`, the loss). What is computed is
+specified in ACT_SEMANTICS.md: one shared ALBERT layer applied again and again, each token deciding with Adaptive
+Computation Time (Graves, 2016) when to stop being updated.
 
-Sublayers are named (Keras ``name=``) like the PyTorch attributes, so a variable path below the model is the
-Keras name of a canonical parameter (`act.weights.canonical_to_keras`). Every projection applied to a rank-3
-tensor is an `EinsumDense` (`Dense` on rank-3 tensors has a gradient that fails under XLA); the ACT loop is a
-`tf.while_loop` bounded by the iteration cap, so the model compiles with ``jit_compile=True``.
+Sublayers are named (Keras ``name=``) like the PyTorch attributes, so a variable path below the model is the Keras
+name of a canonical parameter (`act.checkpoints.names.canonical_to_keras`). The ACT loop is a `tf.while_loop` bounded by the
+iteration cap, so the model compiles with ``jit_compile=True``.
 """
 
 from __future__ import annotations
 
-import os
+import functools
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from .. import weights as weights_lib
-from ..configuration import AlbertActConfig
-
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")  # the serving signature
-OPTIONAL_INPUT_NAMES = ("position_ids", "inputs_embeds")  # also accepted by `call`, as in PyTorch
-
-
-def gelu(x):
-    """Exact (erf) GELU, transformers' `gelu`. Spelled out: `tf.nn.gelu` loses ~1e-9 in float64."""
-    return 0.5 * x * (1.0 + tf.math.erf(x / tf.cast(np.sqrt(2.0), x.dtype)))
-
-
-def gelu_new(x):
-    """Tanh-approximated GELU, transformers' `gelu_new` (the original TF1 BERT/ALBERT `gelu`)."""
-    return 0.5 * x * (1.0 + tf.tanh(tf.cast(np.sqrt(2.0 / np.pi), x.dtype) * (x + 0.044715 * x * x * x)))
-
-
-ACT2FN = {
-    "gelu": gelu,
-    "gelu_new": gelu_new,
-    "gelu_pytorch_tanh": gelu_new,
-    "relu": tf.nn.relu,
-    "silu": tf.nn.silu,
-    "swish": tf.nn.silu,
-    "tanh": tf.tanh,
-}
+from .. import halting
+from ..configuration import AlbertActConfig, problem_type
+from ..inputs import mark_outputs
+from .base import TFAlbertActBase
+from .ops import (
+    OPS,
+    Layer,
+    Weight,
+    additive_mask_value,
+    cross_entropy,
+    dense,
+    embedding,
+    fill_history,
+    get_activation,
+    layer_norm,
+    loss_dtype,
+    projection,
+)
 
 
-def get_activation(name: str):
-    """The TensorFlow function for a `hidden_act` name (the same functions as transformers' ACT2FN)."""
-    if name not in ACT2FN:
-        raise ValueError(f"hidden_act={name!r} is not supported; use one of {tuple(ACT2FN)}")
-    return ACT2FN[name]
-
-
-def halting_dtype(compute_dtype: str) -> str:
-    """The halting arithmetic runs in float32 (float64 for a float64 model), even under mixed precision."""
-    return "float64" if compute_dtype == "float64" else "float32"
-
-
-def additive_mask_value(dtype: str) -> float:
-    """A large finite negative number for masked attention logits (never -inf, so all-padding rows stay finite)."""
-    return max(float(tf.as_dtype(dtype).min) / 2.0, -1e9)  # tf's dtypes know bfloat16; np.finfo does not
-
-
-def initializer(config: AlbertActConfig):
-    return keras.initializers.RandomNormal(stddev=config.initializer_range)
-
-
-def projection(units: int, name: str, config: AlbertActConfig, dtype) -> keras.layers.EinsumDense:
-    """A Linear on (batch, seq, features) as an `EinsumDense`; its kernel is (in, out) like a Dense kernel."""
-    return keras.layers.EinsumDense(
-        "abc,cd->abd", output_shape=(None, units), bias_axes="d", kernel_initializer=initializer(config),
-        bias_initializer="zeros", name=name, dtype=dtype,
-    )
-
-
-IGNORE_INDEX = -100  # the label a cross-entropy ignores (torch's default `ignore_index`)
-CONSTRUCTOR_KWARGS = ("name", "dtype", "trainable", "add_pooling_layer")  # from_pretrained keywords that are not config overrides
-
-
-def loss_dtype(logits) -> str:
-    """Losses are computed in float32 (float64 for a float64 model), even under mixed precision."""
-    return halting_dtype(logits.dtype.name)
-
-
-def cross_entropy(logits, labels, ignore_index=IGNORE_INDEX):
-    """`torch.nn.functional.cross_entropy` on (..., classes) logits and integer labels of the leading shape:
-    the mean over the labels that are not `ignore_index` (NaN when every label is ignored, as in torch)."""
-    classes = logits.shape[-1] if logits.shape[-1] is not None else tf.shape(logits)[-1]
-    logits = tf.reshape(tf.cast(logits, loss_dtype(logits)), (-1, classes))
-    labels = tf.reshape(tf.cast(labels, "int32"), (-1,))
-    keep = labels != tf.cast(ignore_index, "int32")
-    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.where(keep, labels, 0), logits=logits)
-    weight = tf.cast(keep, losses.dtype)
-    return tf.reduce_sum(losses * weight) / tf.reduce_sum(weight)
-
-
-def is_integer(tensor) -> bool:
-    dtype = tensor.dtype
-    return dtype.is_integer if isinstance(dtype, tf.DType) else np.issubdtype(dtype, np.integer)
-
-
-def halting_step(halting, remainders, updates, probability, threshold):
-    """One ACT halting step (ACT_SEMANTICS.md), on (batch, seq) tensors, in the spec's order of operations.
-
-    Returns the new (halting, remainders, updates) and each token's update weight w: its new state is
-    ``out * w + h * (1 - w)`` (w = 0 for a token that is not running: it keeps its state exactly).
-    """
-    dtype = halting.dtype
-    running = tf.cast(halting < 1.0, dtype)
-    total = halting + probability * running
-    new_halted = tf.cast(total > threshold, dtype) * running
-    running = tf.cast(total <= threshold, dtype) * running
-    halting = halting + probability * running
-    remainders = remainders + new_halted * (1.0 - halting)
-    halting = halting + new_halted * remainders
-    updates = updates + running + new_halted
-    return halting, remainders, updates, probability * running + new_halted * remainders
-
-
-class TFAlbertActEmbeddings(keras.layers.Layer):
+class TFAlbertActEmbeddings(Layer):
     """Word + position + token type embeddings of width `embedding_size`, LayerNorm, dropout."""
 
     def __init__(self, config: AlbertActConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         dtype = self.dtype_policy
-        self.word_embeddings = keras.layers.Embedding(
-            config.vocab_size, config.embedding_size, embeddings_initializer=initializer(config),
-            name="word_embeddings", dtype=dtype)
-        self.position_embeddings = keras.layers.Embedding(
-            config.max_position_embeddings, config.embedding_size, embeddings_initializer=initializer(config),
-            name="position_embeddings", dtype=dtype)
-        self.token_type_embeddings = keras.layers.Embedding(
-            config.type_vocab_size, config.embedding_size, embeddings_initializer=initializer(config),
-            name="token_type_embeddings", dtype=dtype)
-        self.LayerNorm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="LayerNorm", dtype=dtype)
+        self.word_embeddings = embedding(config.vocab_size, "word_embeddings", config, dtype)
+        self.position_embeddings = embedding(config.max_position_embeddings, "position_embeddings", config, dtype)
+        self.token_type_embeddings = embedding(config.type_vocab_size, "token_type_embeddings", config, dtype)
+        self.LayerNorm = layer_norm(config.embedding_size, "LayerNorm", config, dtype)
         self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, dtype=dtype)
 
-    def build(self, input_shape=None):
-        self.word_embeddings.build((None, None))
-        self.position_embeddings.build((None, None))
-        self.token_type_embeddings.build((None, None))
-        self.LayerNorm.build((None, None, self.config.embedding_size))
-        pad = self.config.pad_token_id
-        if pad is not None:  # like torch's Embedding(padding_idx=...): the padding row starts at zero
-            table = self.word_embeddings.embeddings
-            table.assign(tf.tensor_scatter_nd_update(table, [[pad]], tf.zeros((1, table.shape[1]), table.dtype)))
-
     def call(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None, training=None):
-        if inputs_embeds is not None:
-            inputs_embeds = tf.cast(inputs_embeds, self.compute_dtype)
-        else:
+        if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
             if self.config.pad_token_id is not None:
                 # like torch's Embedding(padding_idx=...): the padding token's row gets no gradient
                 is_pad = (input_ids == self.config.pad_token_id)[..., None]
                 inputs_embeds = tf.where(is_pad, tf.stop_gradient(inputs_embeds), inputs_embeds)
+        inputs_embeds = tf.cast(inputs_embeds, self.compute_dtype)
         shape = tf.shape(inputs_embeds)
         if position_ids is None:
             position_ids = tf.range(shape[1])[None, :]
@@ -165,26 +69,20 @@ class TFAlbertActEmbeddings(keras.layers.Layer):
         return self.dropout(self.LayerNorm(embeddings), training=training)
 
 
-class TFAlbertActAttention(keras.layers.Layer):
+class TFAlbertActAttention(Layer):
     """Multi-head self-attention of the shared layer (query/key/value projections and output `dense`)."""
 
     def __init__(self, config: AlbertActConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         self.num_attention_heads = config.num_attention_heads
         self.attention_head_size = config.hidden_size // config.num_attention_heads
         self.scaling = self.attention_head_size**-0.5
-        dtype = self.dtype_policy
-        self.query = projection(config.hidden_size, "query", config, dtype)
-        self.key = projection(config.hidden_size, "key", config, dtype)
-        self.value = projection(config.hidden_size, "value", config, dtype)
-        self.dense = projection(config.hidden_size, "dense", config, dtype)
+        dtype, width = self.dtype_policy, config.hidden_size
+        self.query = projection(width, "query", config, dtype, width)
+        self.key = projection(width, "key", config, dtype, width)
+        self.value = projection(width, "value", config, dtype, width)
+        self.dense = projection(width, "dense", config, dtype, width)
         self.attention_dropout = keras.layers.Dropout(config.attention_probs_dropout_prob, dtype=dtype)
-
-    def build(self, input_shape=None):
-        shape = (None, None, self.config.hidden_size)
-        for sublayer in (self.query, self.key, self.value, self.dense):
-            sublayer.build(shape)
 
     def split_heads(self, x):
         """(batch, seq, hidden) -> (batch, heads, seq, head_size)."""
@@ -192,527 +90,250 @@ class TFAlbertActAttention(keras.layers.Layer):
         x = tf.reshape(x, (shape[0], shape[1], self.num_attention_heads, self.attention_head_size))
         return tf.transpose(x, (0, 2, 1, 3))
 
+    def attend(self, query, key, value, attention_mask, output_attentions=False, training=None):
+        """Scaled dot-product attention on split heads; returns (context (batch, q_len, hidden), weights or None)."""
+        scores = tf.einsum("bhqd,bhkd->bhqk", query, key) * tf.cast(self.scaling, query.dtype)
+        if attention_mask is not None:
+            scores = scores + tf.cast(attention_mask, scores.dtype)
+        weights = tf.nn.softmax(scores, axis=-1)
+        context = tf.einsum("bhqk,bhkd->bhqd", self.attention_dropout(weights, training=training), value)
+        shape = tf.shape(context)
+        context = tf.reshape(tf.transpose(context, (0, 2, 1, 3)), (shape[0], shape[2], self.config.hidden_size))
+        return context, (weights if output_attentions else None)
+
     def call(self, hidden_states, attention_mask=None, output_attentions=False, training=None):
         """`attention_mask` is additive, (batch, 1, 1, seq): 0 where attended, a large negative value on padding."""
         query = self.split_heads(self.query(hidden_states))
         key = self.split_heads(self.key(hidden_states))
         value = self.split_heads(self.value(hidden_states))
-        scores = tf.einsum("bhqd,bhkd->bhqk", query, key) * tf.cast(self.scaling, query.dtype)
-        if attention_mask is not None:
-            scores = scores + tf.cast(attention_mask, scores.dtype)
-        weights = tf.nn.softmax(scores, axis=-1)
-        dropped = self.attention_dropout(weights, training=training)
-        context = tf.transpose(tf.einsum("bhqk,bhkd->bhqd", dropped, value), (0, 2, 1, 3))
-        shape = tf.shape(hidden_states)
-        context = tf.reshape(context, (shape[0], shape[1], self.config.hidden_size))
-        return self.dense(context), (weights if output_attentions else None)
+        context, weights = self.attend(query, key, value, attention_mask, output_attentions, training)
+        return self.dense(context), weights
+
+    def forward_running(self, hidden_states, keys, values, attention_mask, packing):
+        """Attention output of the gathered tokens only (the fast inference loop of `TFAlbertActEncoder`).
+
+        `hidden_states`: (1, capacity, hidden), the gathered tokens (running ones first). `keys`, `values`:
+        (batch, seq, hidden), the projected keys/values of EVERY token (cached by the encoder). `packing` (from
+        `TFAlbertActEncoder.pack_running`): where each gathered token sits. XLA needs static shapes, so the
+        queries are scattered to their positions and the attention core runs over every position (a few % of the
+        layer); the contexts of the gathered tokens are gathered back. Returns (1, capacity, hidden).
+        """
+        index, (batch, length) = packing
+        query = self.query(hidden_states)[0]
+        width = query.shape[-1]
+        packed = tf.reshape(tf.scatter_nd(index[:, None], query, (batch * length, width)), (batch, length, width))
+        context, _ = self.attend(self.split_heads(packed), self.split_heads(keys), self.split_heads(values),
+                                 attention_mask)
+        context = tf.gather(tf.reshape(context, (batch * length, width)), index)[None]
+        return self.dense(context)
 
 
-class TFAlbertActHaltingUnit(keras.layers.Layer):
+class TFAlbertActHaltingUnit(Layer):
     """The ACT halting unit: p = sigmoid(dense(h)), one probability per token."""
 
     def __init__(self, config: AlbertActConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
-        self.dense = projection(1, "dense", config, self.dtype_policy)
-
-    def build(self, input_shape=None):
-        self.dense.build((None, None, self.config.hidden_size))
+        super().__init__(config, **kwargs)
+        self.dense = projection(1, "dense", config, self.dtype_policy, config.hidden_size)
 
     def call(self, hidden_states):
         return tf.squeeze(tf.sigmoid(self.dense(hidden_states)), -1)
 
 
-class TFAlbertActLayer(keras.layers.Layer):
+class TFAlbertActLayer(Layer):
     """The one shared post-LayerNorm transformer layer, with the halting unit `act`."""
 
     def __init__(self, config: AlbertActConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
-        dtype = self.dtype_policy
+        super().__init__(config, **kwargs)
+        dtype, width = self.dtype_policy, config.hidden_size
         self.attention = TFAlbertActAttention(config, name="attention", dtype=dtype)
-        self.LayerNorm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="LayerNorm", dtype=dtype)
-        self.ffn = projection(config.intermediate_size, "ffn", config, dtype)
-        self.ffn_output = projection(config.hidden_size, "ffn_output", config, dtype)
-        self.full_layer_layer_norm = keras.layers.LayerNormalization(
-            epsilon=config.layer_norm_eps, name="full_layer_layer_norm", dtype=dtype)
+        self.LayerNorm = layer_norm(width, "LayerNorm", config, dtype)
+        self.ffn = projection(config.intermediate_size, "ffn", config, dtype, width)
+        self.ffn_output = projection(width, "ffn_output", config, dtype, config.intermediate_size)
+        self.full_layer_layer_norm = layer_norm(width, "full_layer_layer_norm", config, dtype)
         self.act = TFAlbertActHaltingUnit(config, name="act", dtype=dtype)
         self.activation = get_activation(config.hidden_act)
         self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, dtype=dtype)
 
-    def build(self, input_shape=None):
-        hidden = (None, None, self.config.hidden_size)
-        self.attention.build(hidden)
-        self.LayerNorm.build(hidden)
-        self.ffn.build(hidden)
-        self.ffn_output.build((None, None, self.config.intermediate_size))
-        self.full_layer_layer_norm.build(hidden)
-        self.act.build(hidden)
-
-    def call(self, hidden_states, attention_mask=None, output_attentions=False, training=None):
-        """Returns the layer output, the halting probabilities (batch, seq) and the attention map (or None)."""
-        attention_output, weights = self.attention(
-            hidden_states, attention_mask, output_attentions=output_attentions, training=training)
+    def feed_forward(self, hidden_states, attention_output, training=None):
+        """Residual + LayerNorm, FFN, residual + LayerNorm, halting unit: (output, halting probability)."""
         attention_output = self.LayerNorm(hidden_states + self.dropout(attention_output, training=training))
         ffn_output = self.ffn_output(self.activation(self.ffn(attention_output)))
         output = self.full_layer_layer_norm(attention_output + self.dropout(ffn_output, training=training))
-        return output, self.act(output), weights
+        return output, self.act(output)
+
+    def call(self, hidden_states, attention_mask=None, output_attentions=False, training=None):
+        """Returns the layer output, the halting probabilities (batch, seq) and the attention map (or None)."""
+        attention_output, weights = self.attention(hidden_states, attention_mask, output_attentions=output_attentions,
+                                                   training=training)
+        output, probability = self.feed_forward(hidden_states, attention_output, training)
+        return output, probability, weights
+
+    def forward_running(self, hidden_states, keys, values, attention_mask, packing):
+        """The layer on the gathered tokens only, `hidden_states` (1, capacity, hidden), attending to every token
+        through the cached `keys`/`values`: returns (output (1, capacity, hidden), halting probability)."""
+        attention_output = self.attention.forward_running(hidden_states, keys, values, attention_mask, packing)
+        return self.feed_forward(hidden_states, attention_output)
 
 
-class TFAlbertActEncoder(keras.layers.Layer):
+class TFAlbertActEncoder(Layer):
     """Projects the embeddings to `hidden_size`, then runs the ACT loop over the shared `albert_layer`.
 
-    Two loops with the same halting bookkeeping (ACT_SEMANTICS.md), as in PyTorch:
+    Two loops with the halting bookkeeping of `act.halting`, as in PyTorch:
 
-    - the dense loop applies the layer to every token at every iteration (training, `output_hidden_states`,
-      `output_attentions`, inputs whose batch or sequence length is unknown when traced, `config.act_fast_path
-      = False`);
-    - the fast loop (`fast_step`, the default for inference) computes the layer only for the running tokens. XLA
+    - the dense loop (`forward_dense`) applies the layer to every token at every iteration (training,
+      `output_hidden_states`, `output_attentions`, inputs whose batch or sequence length is unknown when traced,
+      `config.act_fast_path = False`);
+    - the fast loop (`forward_fast`, the default for inference) computes the layer only for the running tokens. XLA
       needs static shapes, so their number cannot be the size of a tensor: each iteration picks, with
       `tf.switch_case`, the smallest of a few static capacities (all tokens, 1/2, 1/4, 1/8) that holds every
-      running token, gathers that many tokens (running ones first), computes their queries, FFN and halting
-      unit, and scatters the results back. Keys/values of every token are kept in a cache refreshed only for
-      the gathered tokens; the attention core itself (a few % of the layer) stays dense.
+      running token, gathers that many tokens (running ones first, `pack_running`), runs the layer's
+      `forward_running` on them and scatters the results back. Keys/values of every token are kept in a cache
+      refreshed only for the gathered tokens; the attention core itself (a few % of the layer) stays dense.
+
+    The dense loop returns `num_hidden_layers + 1` hidden states and `num_hidden_layers` attention maps when asked
+    for, in every execution mode: entries after the loop ended repeat the final state and are all-zero maps.
     """
 
     FAST_BUCKETS = 4
 
     def __init__(self, config: AlbertActConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         dtype = self.dtype_policy
-        self.embedding_hidden_mapping_in = projection(config.hidden_size, "embedding_hidden_mapping_in", config, dtype)
+        self.embedding_hidden_mapping_in = projection(config.hidden_size, "embedding_hidden_mapping_in", config,
+                                                      dtype, config.embedding_size)
         self.albert_layer = TFAlbertActLayer(config, name="albert_layer", dtype=dtype)
-
-    def build(self, input_shape=None):
-        self.embedding_hidden_mapping_in.build((None, None, self.config.embedding_size))
-        self.albert_layer.build((None, None, self.config.hidden_size))
-
-    def call(self, embeddings, attention_mask, output_hidden_states=False, output_attentions=False, training=None):
-        """`attention_mask`: (batch, seq), 1 for tokens, 0 for padding. Returns a dict (see `TFAlbertActModel`)."""
-        hidden = self.embedding_hidden_mapping_in(embeddings)
-        if self.use_fast_path(hidden, output_hidden_states, output_attentions, training):
-            return self.call_fast(hidden, attention_mask)
-        state_dtype = halting_dtype(hidden.dtype.name)
-        mask = tf.cast(attention_mask, state_dtype)
-        additive_mask = ((1.0 - tf.cast(attention_mask, hidden.dtype))
-                         * additive_mask_value(hidden.dtype.name))[:, None, None, :]
-        cap = int(self.config.num_hidden_layers)
-        threshold = 1.0 - self.config.act_epsilon
-
-        halting = 1.0 - mask  # padding starts halted and is never updated
-        remainders = tf.zeros_like(mask)
-        updates = tf.zeros_like(mask)
-        # Histories: slot 0 is the projected embedding, slot i the state after iteration i. A fixed size keeps
-        # the loop XLA-compilable; slots after the last iteration are filled after the loop (see `_history`).
-        all_hidden = tf.TensorArray(hidden.dtype, size=cap + 1).write(0, hidden) if output_hidden_states else None
-        all_attentions = tf.TensorArray(hidden.dtype, size=cap) if output_attentions else None
-
-        # Every token still below the threshold has run at every iteration so far, so its update count equals
-        # the iteration number: bounding the loop by the cap is the spec's `N < cap` condition.
-        def condition(step, hidden, halting, remainders, updates, all_hidden, all_attentions):
-            return tf.reduce_any(halting < threshold)
-
-        def body(step, hidden, halting, remainders, updates, all_hidden, all_attentions):
-            output, probability, weights = self.albert_layer(
-                hidden, additive_mask, output_attentions=output_attentions, training=training)
-            halting, remainders, updates, weight = halting_step(
-                halting, remainders, updates, tf.cast(probability, state_dtype), threshold)
-            weight = tf.cast(weight, hidden.dtype)[..., None]
-            hidden = output * weight + hidden * (1.0 - weight)
-            if output_hidden_states:
-                all_hidden = all_hidden.write(step + 1, hidden)
-            if output_attentions:
-                all_attentions = all_attentions.write(step, weights)
-            return step + 1, hidden, halting, remainders, updates, all_hidden, all_attentions
-
-        # A TensorArray cannot be None in tf.while_loop's state: an unused history is a dummy scalar.
-        unused = tf.constant(0)
-        steps, hidden, halting, remainders, updates, all_hidden, all_attentions = tf.while_loop(
-            condition, body,
-            (tf.constant(0), hidden, halting, remainders, updates,
-             unused if all_hidden is None else all_hidden, unused if all_attentions is None else all_attentions),
-            maximum_iterations=cap)
-
-        return {
-            "last_hidden_state": hidden,
-            "updates": updates,
-            "remainders": remainders,
-            "hidden_states": self._history(all_hidden, steps, cap + 1, 1, hidden) if output_hidden_states else None,
-            "attentions": self._history(all_attentions, steps, cap, 0, None) if output_attentions else None,
-        }
 
     def use_fast_path(self, hidden, output_hidden_states=False, output_attentions=False, training=None) -> bool:
         """Whether `call` takes the fast loop (see the class docstring)."""
         return (bool(self.config.act_fast_path) and not training and not output_hidden_states
                 and not output_attentions and hidden.shape[0] is not None and hidden.shape[1] is not None)
 
-    def call_fast(self, hidden, attention_mask):
-        """The fast ACT loop: `tf.switch_case` over static capacities inside the `tf.while_loop`."""
-        state_dtype = halting_dtype(hidden.dtype.name)
-        mask = tf.cast(attention_mask, state_dtype)
-        additive_mask = ((1.0 - tf.cast(attention_mask, hidden.dtype))
-                         * additive_mask_value(hidden.dtype.name))[:, None, None, :]
+    def call(self, embeddings, attention_mask, output_hidden_states=False, output_attentions=False, training=None):
+        """`attention_mask`: (batch, seq), 1 for tokens, 0 for padding. Returns a dict (see `TFAlbertActModel`)."""
+        hidden = self.embedding_hidden_mapping_in(embeddings)
+        if self.use_fast_path(hidden, output_hidden_states, output_attentions, training):
+            return self.forward_fast(hidden, attention_mask)
+        return self.forward_dense(hidden, attention_mask, output_hidden_states, output_attentions, training)
+
+    def additive_mask(self, hidden, attention_mask):
+        """(batch, 1, 1, seq) in the hidden dtype: 0 where attended, a large negative value on padding."""
+        mask = tf.cast(attention_mask, hidden.dtype)
+        return ((1.0 - mask) * additive_mask_value(hidden.dtype))[:, None, None, :]
+
+    def forward_dense(self, hidden, attention_mask, output_hidden_states=False, output_attentions=False,
+                      training=None):
+        """The dense ACT loop over the projected embeddings `hidden`: every token through the layer every time."""
+        additive_mask = self.additive_mask(hidden, attention_mask)
         cap = int(self.config.num_hidden_layers)
-        threshold = 1.0 - self.config.act_epsilon
-        shape = (int(hidden.shape[0]), int(hidden.shape[1]), self.config.hidden_size)
-        capacities = [shape[0] * shape[1]]
-        while len(capacities) < self.FAST_BUCKETS and capacities[-1] > 1:
-            capacities.append((capacities[-1] + 1) // 2)
-        attention = self.albert_layer.attention
-        state = (hidden, attention.key(hidden), attention.value(hidden), 1.0 - mask,  # padding starts halted
-                 tf.zeros_like(mask), tf.zeros_like(mask))
+        threshold = self.config.halting_threshold
+        state = halting.initial_state(OPS, attention_mask, halting.state_dtype(OPS, hidden.dtype))
+        # Histories: slot 0 is the projected embedding, slot i the state after iteration i (a TensorArray of fixed
+        # size keeps the loop XLA-compilable); a history not asked for is a dummy scalar in the loop's state.
+        all_hidden = tf.TensorArray(hidden.dtype, size=cap + 1).write(0, hidden) if output_hidden_states else 0
+        all_attentions = tf.TensorArray(hidden.dtype, size=cap) if output_attentions else 0
 
-        def condition(hidden, keys, values, halting, remainders, updates):
-            return tf.reduce_any(halting < threshold)
+        def body(step, hidden, all_hidden, all_attentions, *state):
+            output, probability, weights = self.albert_layer(hidden, additive_mask,
+                                                             output_attentions=output_attentions, training=training)
+            *state, weight = halting.step(OPS, *state, probability, threshold)
+            hidden = halting.update(OPS, hidden, output, weight)
+            if output_hidden_states:
+                all_hidden = all_hidden.write(step + 1, hidden)
+            if output_attentions:
+                all_attentions = all_attentions.write(step, weights)
+            return (step + 1, hidden, all_hidden, all_attentions, *state)
 
-        def body(*state):
-            count = tf.reduce_sum(tf.cast(state[3] < 1.0, tf.int32))
-            branch = tf.reduce_sum(tf.cast(tf.constant(capacities[1:], tf.int32) >= count, tf.int32))
-            return tf.switch_case(branch, [
-                (lambda capacity=capacity: self.fast_step(capacity, state, additive_mask, threshold, shape))
-                for capacity in capacities])
+        steps, hidden, all_hidden, all_attentions, *state = tf.while_loop(
+            lambda step, hidden, all_hidden, all_attentions, *state: halting.any_running(OPS, state[0], threshold),
+            body, (tf.constant(0), hidden, all_hidden, all_attentions, *state), maximum_iterations=cap)
 
-        hidden, _, _, halting, remainders, updates = tf.while_loop(condition, body, state, maximum_iterations=cap)
-        return {"last_hidden_state": hidden, "updates": updates, "remainders": remainders,
-                "hidden_states": None, "attentions": None}
+        # Fixed-length histories: the iterations after the loop ended repeat the final state, with all-zero maps.
+        return {"last_hidden_state": hidden, "updates": state[2], "remainders": state[1],
+                "hidden_states": fill_history(all_hidden, cap + 1, steps + 1, hidden) if output_hidden_states else None,
+                "attentions": fill_history(all_attentions, cap, steps) if output_attentions else None}
 
-    def fast_step(self, capacity, state, additive_mask, threshold, shape):
-        """One iteration computing the layer for `capacity` tokens (every running token, then halted fillers
-        whose update weight is 0). Same bookkeeping, same operation order as the dense loop."""
-        hidden, keys, values, halting, remainders, updates = state
-        batch, length, width = shape
+    @staticmethod
+    def pack_running(running, capacity):
+        """Which `capacity` tokens go through the layer. `running`: (batch, seq) bool, of static shape. Returns their
+        index into the flattened (batch * seq) tokens, running ones first (then halted fillers, whose update weight
+        is 0), and the packing of `TFAlbertActAttention.forward_running`: (that index, (batch, seq))."""
+        batch, length = running.shape
+        index = tf.argsort(tf.cast(tf.reshape(running, (-1,)), tf.int32), direction="DESCENDING",
+                           stable=True)[:capacity]
+        return index, (index, (int(batch), int(length)))
+
+    def forward_fast(self, hidden, attention_mask):
+        """The fast ACT loop (inference only): `tf.switch_case` over static capacities inside the `tf.while_loop`.
+        Same bookkeeping, same operation order as `forward_dense`."""
+        additive_mask = self.additive_mask(hidden, attention_mask)
+        cap = int(self.config.num_hidden_layers)
+        threshold = self.config.halting_threshold
+        state = halting.initial_state(OPS, attention_mask, halting.state_dtype(OPS, hidden.dtype))
         layer = self.albert_layer
         attention = layer.attention
-        state_dtype = halting.dtype
-        run_mask = halting < 1.0
-        flat = tf.reshape(hidden, (batch * length, width))
-        order = tf.argsort(tf.cast(tf.reshape(run_mask, (-1,)), tf.int32), direction="DESCENDING",
-                           stable=True)[:capacity][:, None]
-        states = tf.gather_nd(flat, order)[None]  # (1, capacity, hidden)
-        # attention core over every position (queries of the others are zero and their context is dropped)
-        query = tf.scatter_nd(order, attention.query(states)[0], (batch * length, width))
-        query = attention.split_heads(tf.reshape(query, (batch, length, width)))
-        scores = tf.einsum("bhqd,bhkd->bhqk", query, attention.split_heads(keys)) * tf.cast(attention.scaling,
-                                                                                             query.dtype)
-        weights = tf.nn.softmax(scores + tf.cast(additive_mask, scores.dtype), axis=-1)
-        context = tf.transpose(tf.einsum("bhqk,bhkd->bhqd", weights, attention.split_heads(values)), (0, 2, 1, 3))
-        context = tf.gather_nd(tf.reshape(context, (batch * length, width)), order)[None]
-        attention_output = layer.LayerNorm(states + attention.dense(context))
-        output = layer.full_layer_layer_norm(
-            attention_output + layer.ffn_output(layer.activation(layer.ffn(attention_output))))
-        probability = tf.scatter_nd(order, tf.cast(layer.act(output)[0], state_dtype), (batch * length,))
-        probability = tf.reshape(probability, (batch, length))
-        halting, remainders, updates, weight = halting_step(halting, remainders, updates, probability, threshold)
-        weight = tf.gather_nd(tf.reshape(tf.cast(weight, hidden.dtype), (-1,)), order)[None, :, None]
-        new_states = output * weight + states * (1.0 - weight)  # fillers: weight 0, the state exactly
+        batch, length, width = int(hidden.shape[0]), int(hidden.shape[1]), self.config.hidden_size
+        capacities = [batch * length]
+        while len(capacities) < self.FAST_BUCKETS and capacities[-1] > 1:
+            capacities.append((capacities[-1] + 1) // 2)
 
-        def refresh(table, rows):
-            return tf.reshape(tf.tensor_scatter_nd_update(tf.reshape(table, (-1, width)), order, rows[0]),
-                              (batch, length, width))
+        def refresh(table, index, rows):  # (batch, seq, width) with the rows of the gathered tokens replaced
+            flat = tf.tensor_scatter_nd_update(tf.reshape(table, (batch * length, width)), index[:, None], rows[0])
+            return tf.reshape(flat, (batch, length, width))
 
-        return (refresh(hidden, new_states), refresh(keys, attention.key(new_states)),
-                refresh(values, attention.value(new_states)), halting, remainders, updates)
+        def iteration(capacity, hidden, keys, values, *state):
+            index, packing = self.pack_running(halting.running(state[0]), capacity)
+            states = tf.gather(tf.reshape(hidden, (batch * length, width)), index)[None]  # (1, capacity, hidden)
+            output, probability = layer.forward_running(states, keys, values, additive_mask, packing)
+            # The bookkeeping of forward_dense on the full (batch, seq) tensors; a token that is not running has
+            # probability 0 there (it is only ever multiplied by running = 0).
+            probability = tf.scatter_nd(index[:, None], tf.cast(probability[0], state[0].dtype), (batch * length,))
+            *state, weight = halting.step(OPS, *state, tf.reshape(probability, (batch, length)), threshold)
+            # Fillers have weight 0 and keep their state exactly; the running tokens get out * w + h * (1 - w).
+            states = halting.update(OPS, states, output, tf.gather(tf.reshape(weight, (-1,)), index)[None])
+            return (refresh(hidden, index, states), refresh(keys, index, attention.key(states)),
+                    refresh(values, index, attention.value(states)), *state)
 
-    @staticmethod
-    def _history(array, steps, size, offset, fill):
-        """A TensorArray history as a tuple: eagerly exactly the written slots (like PyTorch), in a graph all
-        `size` slots, the unwritten ones holding `fill` (the final state: halted tokens no longer change) or
-        zeros (attention maps of iterations that did not run)."""
-        if tf.executing_eagerly():
-            return tuple(array.read(i) for i in range(int(steps) + offset))
-        stacked = array.stack()  # unwritten slots read as zeros
-        if fill is not None:
-            written = tf.range(size) < steps + offset
-            stacked = tf.where(tf.reshape(written, (-1, 1, 1, 1)), stacked, fill[None])
-        return tuple(tf.unstack(stacked, num=size))
+        def body(*loop_state):
+            count = tf.reduce_sum(tf.cast(halting.running(loop_state[3]), tf.int32))
+            branch = tf.reduce_sum(tf.cast(tf.constant(capacities[1:], tf.int32) >= count, tf.int32))
+            return tf.switch_case(branch, [functools.partial(iteration, capacity, *loop_state)
+                                           for capacity in capacities])
+
+        # Keys/values of every token, refreshed only for the gathered tokens (a halted token's never change).
+        hidden, _, _, *state = tf.while_loop(
+            lambda hidden, keys, values, *state: halting.any_running(OPS, state[0], threshold), body,
+            (hidden, attention.key(hidden), attention.value(hidden), *state), maximum_iterations=cap)
+        return {"last_hidden_state": hidden, "updates": state[2], "remainders": state[1],
+                "hidden_states": None, "attentions": None}
 
 
-class TFAlbertActPreTrainedModel(keras.Model):
-    """Config (de)serialisation, checkpoint loading/saving in the canonical format, input validation, and what
-    every task model shares (PyTorch keeps the same helpers on `AlbertActPreTrainedModel`):
+class TFAlbertActPreTrainedModel(TFAlbertActBase):
+    """What every ALBERT-ACT model shares: weight initialisation, the encoder pass of a task model, its output."""
 
-    - labels: `call` takes them as keywords or as entries of the input dict (`label_names`);
-    - the ponder cost: with ``config.ponder_penalty > 0`` every task call adds ``ponder_penalty * ponder_cost`` with
-      `add_loss`, so `fit` with a compiled task loss trains with it; with labels, the returned ``loss`` is the task
-      loss plus that term, exactly like PyTorch;
-    - `compile(loss=...)`: the compiled loss (and metrics) see the prediction outputs (`prediction_names`) only:
-      the logits tensor for one prediction, else a dict of the predictions (compile with a dict of losses, and
-      give `fit` a dict of targets with the same keys);
-    - loading: `from_pretrained` loads a checkpoint of the bare model or of any head.
-    """
+    def _init_weights(self, module):
+        """What the Keras initialisers do not (called by `build` on every sublayer): like torch's
+        ``Embedding(padding_idx=...)``, the padding token's row of the word embeddings starts at zero."""
+        pad = self.config.pad_token_id
+        if isinstance(module, TFAlbertActEmbeddings) and pad is not None:
+            table = module.word_embeddings.embeddings
+            table.assign(tf.tensor_scatter_nd_update(table, [[pad]], tf.zeros((1, table.shape[1]), table.dtype)))
 
-    def __init__(self, config: AlbertActConfig | dict, **kwargs):
-        if isinstance(config, dict):
-            config = AlbertActConfig.from_dict(config)
-        super().__init__(**kwargs)
-        self.config = config
-
-    # Task models: the label keywords `call` takes (also as entries of the input dict), and the outputs the
-    # compiled loss and metrics see (the logits tensor for one name, else a dict). The bare model: none.
-    label_names: tuple = ()
-    prediction_names: tuple = ()
-
-    # -- Keras serialisation ----------------------------------------------------------------------------------
-
-    def get_config(self):
-        base = super().get_config()
-        base.update({"config": self.config.to_dict()})
-        return base
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["config"] = AlbertActConfig.from_dict(config["config"])
-        return cls(**config)
-
-    def get_build_config(self):
-        return {"built": True}
-
-    def build_from_config(self, config):
-        self.build()
-
-    # -- canonical weights --------------------------------------------------------------------------------------
-
-    def _relative_path(self, variable) -> str:
-        """A variable's path below this model: Keras 3 prefixes the model's own name (its build scope)."""
-        prefix = self.path + "/"
-        if not variable.path.startswith(prefix):
-            raise RuntimeError(f"variable {variable.path!r} was not created below the model scope {self.path!r}")
-        return variable.path[len(prefix):]
-
-    def canonical_variables(self) -> dict:
-        """canonical name -> (Keras variable, transpose?), through `act.weights.keras_to_canonical`."""
-        if not self.built:
-            self.build()
-        table = {}
-        for variable in self.weights:
-            name, transpose = weights_lib.keras_to_canonical(self._relative_path(variable))
-            if name in table:
-                raise RuntimeError(f"two Keras variables map to the canonical name {name!r}")
-            table[name] = (variable, transpose)
-        return table
-
-    def canonical_state_dict(self) -> dict:
-        """The weights as canonical (PyTorch) names and layouts, NumPy arrays."""
-        state = {}
-        for name, (variable, transpose) in self.canonical_variables().items():
-            value = keras.ops.convert_to_numpy(variable)
-            state[name] = np.ascontiguousarray(value.T if transpose else value)
-        return state
-
-    def expected_shapes(self) -> dict:
-        return {name: tuple(reversed(variable.shape)) if transpose else tuple(variable.shape)
-                for name, (variable, transpose) in self.canonical_variables().items()}
-
-    # -- task models: labels, the ponder cost, compile / fit ----------------------------------------------------
-
-    def split_labels(self, inputs, **labels):
-        """Take the label entries out of a dict input; labels given as keywords take precedence."""
-        if isinstance(inputs, dict):
-            inputs = dict(inputs)
-            for name in self.label_names:
-                value = inputs.pop(name, None)
-                if labels.get(name) is None:
-                    labels[name] = value
-        return inputs, labels
-
-    def encode(self, inputs, attention_mask, token_type_ids, training, output_attentions, output_hidden_states):
+    def encode(self, inputs, attention_mask, token_type_ids, training, **kwargs):
+        """A task model's encoder pass (`self.albert`)."""
         return self.albert(inputs, attention_mask=attention_mask, token_type_ids=token_type_ids, training=training,
-                           output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+                           **kwargs)
 
     def task_outputs(self, outputs, loss, **predictions) -> dict:
-        """The output dict: loss (+ penalty * ponder cost), the predictions, the halting fields; adds the ponder
-        term with `add_loss` when the penalty is > 0 (ACT_SEMANTICS.md, "Ponder cost")."""
+        """The output dict: the predictions, the encoder output's halting fields, and with labels the loss plus
+        ``ponder_penalty * ponder_cost`` (ACT_SEMANTICS.md, "Ponder cost"). With a penalty > 0 the ponder term is
+        also added with `add_loss`, so that `fit` with a compiled task loss trains with it."""
         penalty = float(self.config.ponder_penalty or 0.0)
-        ponder_cost = outputs["ponder_cost"]
         if penalty:
-            self.add_loss(penalty * ponder_cost)
-        result = {}
-        if loss is not None:
-            result["loss"] = loss + tf.cast(penalty * ponder_cost, loss.dtype) if penalty else loss
-        result.update(predictions)
-        for name in ("updates", "remainders", "ponder_cost", "hidden_states", "attentions"):
-            if name in outputs:
-                result[name] = outputs[name]
-        return result
-
-    def predictions_for_loss(self, y_pred):
-        if not isinstance(y_pred, dict) or not self.prediction_names:
-            return y_pred
-        if len(self.prediction_names) == 1:
-            return y_pred[self.prediction_names[0]]
-        return {name: y_pred[name] for name in self.prediction_names}
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """The compiled loss on the predictions, plus the `add_loss` terms (the ponder cost)."""
-        return super().compute_loss(x=x, y=y, y_pred=self.predictions_for_loss(y_pred), sample_weight=sample_weight,
-                                    training=training)
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return super().compute_metrics(x, y, self.predictions_for_loss(y_pred), sample_weight)
-
-    # -- weights ------------------------------------------------------------------------------------------------
-
-    def get_input_embeddings(self) -> keras.layers.Embedding:
-        """The word embeddings (a task model's are its encoder's; `TFAlbertActModel` owns them)."""
-        return getattr(self, weights_lib.BASE_PREFIX).get_input_embeddings()
-
-    def load_canonical_state_dict(self, state: dict, source: str = "state dict", strict: bool = True) -> None:
-        """Check a canonical state dict against the model (names, shapes) and assign it.
-
-        Accepted as in PyTorch: in a task model, the encoder without the `albert.` prefix (a bare-model
-        checkpoint); in the bare model, a task checkpoint (its encoder is taken, its head left alone); tied copies
-        (`act.weights.TIED`) and, in a model without a pooler, the checkpoint's pooler. ``strict=False`` (what
-        `from_pretrained` uses, like transformers): head weights of this model that the checkpoint lacks keep
-        their fresh initialisation, and weights of other heads are skipped, with a warning; the encoder must be
-        complete either way.
-        """
-        import warnings
-
-        expected = self.expected_shapes()
-        encoder = getattr(self, weights_lib.BASE_PREFIX, self)  # a task model's encoder is its `albert`
-        state = weights_lib.drop_tied(weights_lib.match_model_names(dict(state), expected, encoder.pooler is not None))
-        allow_missing = ()
-        if not strict:
-            skipped = sorted(name for name in state if name not in expected and weights_lib.is_head_name(name))
-            state = {name: value for name, value in state.items() if name not in skipped}
-            allow_missing = tuple(sorted(name for name in expected
-                                         if name not in state and weights_lib.is_head_name(name)))
-            if skipped:
-                warnings.warn(f"{source}: weights not used by {type(self).__name__}: {', '.join(skipped)}",
-                              stacklevel=2)
-            if allow_missing:
-                warnings.warn(f"{source}: {type(self).__name__} weights not in the checkpoint, newly initialised "
-                              f"(train them before use): {', '.join(allow_missing)}", stacklevel=2)
-        weights_lib.check_state_dict(state, expected, source, allow_missing=allow_missing)
-        for name, (variable, transpose) in self.canonical_variables().items():
-            if name in state:
-                value = np.asarray(state[name])
-                variable.assign(np.asarray(value.T if transpose else value, dtype=variable.dtype))
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, **kwargs):
-        """Load `config.json` and the weights (model.safetensors, pytorch_model.bin or tf_model.h5) of a directory:
-        any checkpoint of the bare model or of a head.
-
-        Keywords that are config attributes override `config.json` (e.g. ``num_labels=3``, ``ponder_penalty=1e-3``),
-        as in transformers; ``name``, ``dtype`` and ``trainable`` go to the Keras constructor.
-        """
-        overrides = {key: kwargs.pop(key) for key in list(kwargs) if key not in CONSTRUCTOR_KWARGS}
-        raw = weights_lib.read_config(directory)
-        config, unused = AlbertActConfig.from_dict(raw, return_unused_kwargs=True, **overrides)
-        if unused:
-            raise TypeError(f"{cls.__name__}.from_pretrained: unknown arguments {sorted(unused)} (neither a config "
-                            f"attribute nor one of {CONSTRUCTOR_KWARGS})")
-        model = cls(config, **kwargs)
-        model.build()
-        path = weights_lib.find_weights(directory)
-        model.load_canonical_state_dict(weights_lib.read_weights(path), source=str(path), strict=False)
-        return model
-
-    def save_pretrained(self, directory: str | os.PathLike):
-        """Write the canonical format (`config.json` + `model.safetensors`, PyTorch names): PyTorch loads it as is."""
-        config = self.config.to_dict()
-        config["architectures"] = [type(self).__name__[2:]]  # the PyTorch class of the same name
-        return weights_lib.write_canonical(directory, config, self.canonical_state_dict())
-
-    # -- serving ------------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def serving_input_signature(names=INPUT_NAMES):
-        """The export signature: one dict of int32 (batch, seq_len) tensors, both dimensions dynamic."""
-        return [{name: tf.TensorSpec((None, None), tf.int32, name=name) for name in names}]
-
-    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
-        """`keras.Model.export`; by default the signature is `serving_input_signature()` (any batch and length)."""
-        if input_signature is None:
-            if not self.built:
-                self.build()
-            input_signature = self.serving_input_signature()
-        return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
-
-    # -- inputs -------------------------------------------------------------------------------------------------
-
-    def check_inputs(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                     inputs_embeds=None):
-        """Validate the inputs at the edge: raise a `ValueError` that says what was wrong and what was expected.
-
-        Static shapes are always checked; values only when they are known (eager tensors or NumPy arrays).
-        """
-        config = self.config
-
-        def concrete(x):
-            if x is None or isinstance(x, np.ndarray):
-                return x
-            if isinstance(x, tf.Tensor) and hasattr(x, "numpy") and tf.executing_eagerly():
-                try:
-                    return x.numpy()
-                except (AttributeError, TypeError, ValueError, NotImplementedError):
-                    return None
-            return None
-
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids or inputs_embeds (got "
-                             f"{'both' if input_ids is not None else 'neither'})")
-        if input_ids is not None:
-            shape = tuple(input_ids.shape)
-            if len(shape) != 2:
-                raise ValueError(f"input_ids must have shape (batch, seq_len), got {shape}")
-            if not (input_ids.dtype.is_integer if isinstance(input_ids.dtype, tf.DType)
-                    else np.issubdtype(input_ids.dtype, np.integer)):
-                raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
-        else:
-            if len(inputs_embeds.shape) != 3 or inputs_embeds.shape[-1] != config.embedding_size:
-                raise ValueError(f"inputs_embeds must have shape (batch, seq_len, embedding_size="
-                                 f"{config.embedding_size}), got {tuple(inputs_embeds.shape)}")
-            shape = tuple(inputs_embeds.shape[:2])
-        if shape[1] is not None and shape[1] > config.max_position_embeddings:
-            raise ValueError(
-                f"sequence length {shape[1]} is longer than max_position_embeddings={config.max_position_embeddings}"
-            )
-        for name, tensor in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids),
-                             ("position_ids", position_ids)):
-            if tensor is None:
-                continue
-            other = tuple(tensor.shape)
-            batch_ok = name == "position_ids" and other[:1] == (1,)  # one row of positions serves the batch
-            if len(other) != 2 or any(a is not None and b is not None and a != b and not (i == 0 and batch_ok)
-                                      for i, (a, b) in enumerate(zip(shape, other))):
-                raise ValueError(f"{name} has shape {other} but the inputs have shape {shape}")
-
-        ids = concrete(input_ids)
-        if ids is not None and ids.size:
-            low, high = int(ids.min()), int(ids.max())
-            if low < 0 or high >= config.vocab_size:
-                bad = low if low < 0 else high
-                raise ValueError(f"token id {bad} in input_ids is out of range [0, vocab_size={config.vocab_size})")
-        mask = concrete(attention_mask)
-        if mask is not None and mask.size and not np.isin(mask, (0, 1)).all():
-            raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
-        for name, tensor, limit in (("token_type_ids", token_type_ids, config.type_vocab_size),
-                                    ("position_ids", position_ids, config.max_position_embeddings)):
-            values = concrete(tensor)
-            if values is not None and values.size and (values.min() < 0 or values.max() >= limit):
-                raise ValueError(f"{name} must lie in [0, {limit}), got values in "
-                                 f"[{int(values.min())}, {int(values.max())}]")
-
-    @staticmethod
-    def unpack_inputs(inputs, **given) -> dict:
-        """`inputs` is a dict with keys among `INPUT_NAMES` + `OPTIONAL_INPUT_NAMES` (``input_ids`` or
-        ``inputs_embeds`` required), or the ids themselves. Entries of the dict win over keywords (`given`).
-        Returns every name, None where absent."""
-        names = INPUT_NAMES + OPTIONAL_INPUT_NAMES
-        if isinstance(inputs, dict):
-            unknown = set(inputs) - set(names)
-            if unknown:
-                raise ValueError(f"unknown inputs {sorted(unknown)}; expected keys among {names}")
-            if "input_ids" not in inputs and "inputs_embeds" not in inputs:
-                raise ValueError("inputs must contain 'input_ids' (or 'inputs_embeds')")
-            given = {**given, **inputs}
-        elif inputs is not None:
-            given = {**given, "input_ids": inputs}
-        return {name: given.get(name) for name in names}
+            self.add_loss(penalty * outputs["ponder_cost"])
+        if loss is not None and penalty:
+            loss = loss + tf.cast(penalty * outputs["ponder_cost"], loss.dtype)
+        result = {} if loss is None else {"loss": loss}
+        return {**result, **predictions, **{name: outputs[name] for name in halting.FIELDS if name in outputs}}
 
 
 @keras.saving.register_keras_serializable(package="act")
@@ -729,66 +350,38 @@ class TFAlbertActModel(TFAlbertActPreTrainedModel):
                  **kwargs):
         super().__init__(config, name=name, **kwargs)
         config = self.config
-        self.add_pooling_layer = bool(add_pooling_layer)
         dtype = self.dtype_policy
+        self.add_pooling_layer = bool(add_pooling_layer)
         self.embeddings = TFAlbertActEmbeddings(config, name="embeddings", dtype=dtype)
         self.encoder = TFAlbertActEncoder(config, name="encoder", dtype=dtype)
-        if self.add_pooling_layer:
-            self.pooler = keras.layers.Dense(config.hidden_size, kernel_initializer=initializer(config),
-                                             name="pooler", dtype=dtype)
+        if add_pooling_layer:
+            self.pooler = dense(config.hidden_size, "pooler", config, dtype, config.hidden_size)
             self.pooler_activation = keras.layers.Activation("tanh", name="pooler_activation", dtype=dtype)
         else:
             self.pooler = None
             self.pooler_activation = None
 
-    def build(self, input_shape=None):
-        self.embeddings.build((None, None))
-        self.encoder.build((None, None, self.config.embedding_size))
-        if self.pooler is not None:
-            self.pooler.build((None, self.config.hidden_size))
-        self.built = True
-
-    def get_config(self):
-        config = super().get_config()
-        config["add_pooling_layer"] = self.add_pooling_layer
-        return config
-
-    def get_input_embeddings(self) -> keras.layers.Embedding:
-        return self.embeddings.word_embeddings
-
     def call(self, inputs=None, attention_mask=None, token_type_ids=None, training=None, output_attentions=None,
              output_hidden_states=None, position_ids=None, inputs_embeds=None):
-        given = self.unpack_inputs(inputs, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                                   position_ids=position_ids, inputs_embeds=inputs_embeds)
-        self.check_inputs(**given)
-        input_ids, attention_mask, token_type_ids = given["input_ids"], given["attention_mask"], given["token_type_ids"]
-        position_ids, inputs_embeds = given["position_ids"], given["inputs_embeds"]
+        given, invalid = self.check_inputs(inputs, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                           position_ids=position_ids, inputs_embeds=inputs_embeds)
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
-        if input_ids is not None:
-            input_ids = tf.cast(input_ids, "int32")
-        for_shape = input_ids if input_ids is not None else tf.convert_to_tensor(inputs_embeds)[..., 0]
-        if token_type_ids is not None:
-            token_type_ids = tf.cast(token_type_ids, "int32")
-        if position_ids is not None:
-            position_ids = tf.cast(position_ids, "int32")
-        if attention_mask is None:
-            attention_mask = tf.ones(tf.shape(for_shape)[:2], "int32")
 
-        embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, training=training)
+        embeddings = self.embeddings(given["input_ids"], given["token_type_ids"], given["position_ids"],
+                                     given["inputs_embeds"], training=training)
+        attention_mask = given["attention_mask"]
         encoded = self.encoder(embeddings, attention_mask, output_hidden_states=bool(output_hidden_states),
                                output_attentions=bool(output_attentions), training=training)
+        encoded = mark_outputs(OPS, encoded, invalid)  # under XLA, bad input rows come out NaN
         sequence_output = encoded["last_hidden_state"]
-        updates, remainders = encoded["updates"], encoded["remainders"]
-        mask = tf.cast(attention_mask, updates.dtype)
         output = {
             "last_hidden_state": sequence_output,
-            "updates": updates,
-            "remainders": remainders,
-            # ACT_SEMANTICS.md "Ponder cost": per sequence the sum over its tokens, then the mean over the batch
-            "ponder_cost": tf.reduce_mean(tf.reduce_sum((updates + remainders) * mask, axis=1)),
+            "updates": encoded["updates"],
+            "remainders": encoded["remainders"],
+            "ponder_cost": halting.ponder_cost(OPS, encoded["updates"], encoded["remainders"], attention_mask),
         }
         if self.pooler is not None:
             output["pooler_output"] = self.pooler_activation(self.pooler(sequence_output[:, 0]))
@@ -799,30 +392,21 @@ class TFAlbertActModel(TFAlbertActPreTrainedModel):
         return output
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Task heads (mirrors of the PyTorch heads, same order and attribute names)
-# ---------------------------------------------------------------------------------------------------------------
-
-class TFAlbertActMLMHead(keras.layers.Layer):
+class TFAlbertActMLMHead(Layer):
     """Masked-LM head: dense -> activation -> LayerNorm -> decoder (tied to the word embeddings) + bias.
 
     The decoder has no variables of its own: `call` takes the encoder's word-embedding matrix (vocab, emb) and
     computes ``h @ E^T + bias``, so the tie holds through training, saving and loading (canonical names:
-    `predictions.bias`; `predictions.decoder.*` are the tied copies of `act.weights.TIED`).
+    `predictions.bias`; `predictions.decoder.*` are the tied copies of `act.checkpoints.names.TIED`).
     """
 
     def __init__(self, config: AlbertActConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         dtype = self.dtype_policy
-        self.LayerNorm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="LayerNorm", dtype=dtype)
-        self.dense = projection(config.embedding_size, "dense", config, dtype)
+        self.LayerNorm = layer_norm(config.embedding_size, "LayerNorm", config, dtype)
+        self.bias = Weight((config.vocab_size,))
+        self.dense = projection(config.embedding_size, "dense", config, dtype, config.hidden_size)
         self.activation = get_activation(config.hidden_act)
-
-    def build(self, input_shape=None):
-        self.dense.build((None, None, self.config.hidden_size))
-        self.LayerNorm.build((None, None, self.config.embedding_size))
-        self.bias = self.add_weight(name="bias", shape=(self.config.vocab_size,), initializer="zeros")
 
     def call(self, hidden_states, decoder_weight):
         """`decoder_weight`: the word embeddings (vocab, embedding_size). Returns (batch, seq, vocab) logits."""
@@ -831,30 +415,28 @@ class TFAlbertActMLMHead(keras.layers.Layer):
         return tf.einsum("bse,ve->bsv", hidden_states, decoder_weight) + tf.cast(self.bias, hidden_states.dtype)
 
 
-class TFAlbertActSOPHead(keras.layers.Layer):
+class TFAlbertActSOPHead(Layer):
     """Sentence-order prediction head on the pooled output (2 classes: in order, swapped)."""
 
     def __init__(self, config: AlbertActConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
-        dtype = self.dtype_policy
-        self.dropout = keras.layers.Dropout(config.classifier_dropout_prob, dtype=dtype)
-        self.classifier = keras.layers.Dense(2, kernel_initializer=initializer(config), name="classifier", dtype=dtype)
-
-    def build(self, input_shape=None):
-        self.classifier.build((None, self.config.hidden_size))
+        super().__init__(config, **kwargs)
+        self.dropout = keras.layers.Dropout(config.classifier_dropout_prob, dtype=self.dtype_policy)
+        self.classifier = dense(2, "classifier", config, self.dtype_policy, config.hidden_size)
 
     def call(self, pooled_output, training=None):
         return self.classifier(self.dropout(pooled_output, training=training))
+
+
+# The task heads follow transformers' ALBERT heads one by one: the same constructor and call pattern repeats
+# (encoder pass, head layer, loss, task output) on purpose, so that each head reads on its own and against its
+# PyTorch twin. Labels come as keywords or as entries of the input dict (`label_names`).
 
 
 @keras.saving.register_keras_serializable(package="act")
 class TFAlbertActForPreTraining(TFAlbertActPreTrainedModel):
     """ALBERT-ACT with the pre-training heads: masked LM + sentence-order prediction (+ ponder cost).
 
-    Outputs ``prediction_logits`` (batch, seq, vocab) and ``sop_logits`` (batch, 2). `labels`: (batch, seq) token
-    ids, -100 where not masked; `sentence_order_label`: (batch,), 1 = swapped. The loss is the sum of the given
-    losses plus ``ponder_penalty * ponder_cost``.
+    Outputs ``prediction_logits`` (batch, seq, vocab) and ``sop_logits`` (batch, 2).
     """
 
     label_names = ("labels", "sentence_order_label")
@@ -867,21 +449,14 @@ class TFAlbertActForPreTraining(TFAlbertActPreTrainedModel):
         self.predictions = TFAlbertActMLMHead(self.config, name="predictions", dtype=dtype)
         self.sop_classifier = TFAlbertActSOPHead(self.config, name="sop_classifier", dtype=dtype)
 
-    def build(self, input_shape=None):
-        self.albert.build()
-        self.predictions.build()
-        self.sop_classifier.build()
-        self.built = True
-
-    def get_output_embeddings(self) -> keras.layers.Embedding:
-        """The decoder is the word-embedding layer itself (tied)."""
-        return self.albert.get_input_embeddings()
-
     def call(self, inputs, attention_mask=None, token_type_ids=None, labels=None, sentence_order_label=None,
-             training=None, output_attentions=None, output_hidden_states=None):
+             training=None, **kwargs):
+        """`labels`: (batch, seq) token ids, -100 where not masked. `sentence_order_label`: (batch,), 1 = swapped.
+
+        The loss is the sum of the given losses (MLM and/or SOP) plus `ponder_penalty * ponder_cost`.
+        """
         inputs, given = self.split_labels(inputs, labels=labels, sentence_order_label=sentence_order_label)
-        outputs = self.encode(inputs, attention_mask, token_type_ids, training, output_attentions,
-                              output_hidden_states)
+        outputs = self.encode(inputs, attention_mask, token_type_ids, training, **kwargs)
         prediction_scores = self.predictions(outputs["last_hidden_state"], self.get_output_embeddings().embeddings)
         sop_scores = self.sop_classifier(outputs["pooler_output"], training=training)
         loss = None
@@ -906,22 +481,13 @@ class TFAlbertActForMaskedLM(TFAlbertActPreTrainedModel):
         self.albert = TFAlbertActModel(self.config, add_pooling_layer=False, name="albert", dtype=dtype)
         self.predictions = TFAlbertActMLMHead(self.config, name="predictions", dtype=dtype)
 
-    def build(self, input_shape=None):
-        self.albert.build()
-        self.predictions.build()
-        self.built = True
-
-    def get_output_embeddings(self) -> keras.layers.Embedding:
-        """The decoder is the word-embedding layer itself (tied)."""
-        return self.albert.get_input_embeddings()
-
-    def call(self, inputs, attention_mask=None, token_type_ids=None, labels=None, training=None,
-             output_attentions=None, output_hidden_states=None):
+    def call(self, inputs, attention_mask=None, token_type_ids=None, labels=None, training=None, **kwargs):
         inputs, given = self.split_labels(inputs, labels=labels)
-        outputs = self.encode(inputs, attention_mask, token_type_ids, training, output_attentions,
-                              output_hidden_states)
+        outputs = self.encode(inputs, attention_mask, token_type_ids, training, **kwargs)
         logits = self.predictions(outputs["last_hidden_state"], self.get_output_embeddings().embeddings)
-        loss = None if given["labels"] is None else cross_entropy(logits, given["labels"])
+        loss = None
+        if given["labels"] is not None:
+            loss = cross_entropy(logits, given["labels"])
         return self.task_outputs(outputs, loss, logits=logits)
 
 
@@ -938,38 +504,21 @@ class TFAlbertActForSequenceClassification(TFAlbertActPreTrainedModel):
         self.num_labels = self.config.num_labels
         self.albert = TFAlbertActModel(self.config, name="albert", dtype=dtype)
         self.dropout = keras.layers.Dropout(self.config.classifier_dropout_prob, dtype=dtype)
-        self.classifier = keras.layers.Dense(self.num_labels, kernel_initializer=initializer(self.config),
-                                             name="classifier", dtype=dtype)
+        self.classifier = dense(self.num_labels, "classifier", self.config, dtype, self.config.hidden_size)
 
-    def build(self, input_shape=None):
-        self.albert.build()
-        self.classifier.build((None, self.config.hidden_size))
-        self.built = True
-
-    def call(self, inputs, attention_mask=None, token_type_ids=None, labels=None, training=None,
-             output_attentions=None, output_hidden_states=None):
+    def call(self, inputs, attention_mask=None, token_type_ids=None, labels=None, training=None, **kwargs):
         inputs, given = self.split_labels(inputs, labels=labels)
-        outputs = self.encode(inputs, attention_mask, token_type_ids, training, output_attentions,
-                              output_hidden_states)
+        outputs = self.encode(inputs, attention_mask, token_type_ids, training, **kwargs)
         logits = self.classifier(self.dropout(outputs["pooler_output"], training=training))
         labels, loss = given["labels"], None
         if labels is not None:
-            labels = labels if hasattr(labels, "dtype") else tf.convert_to_tensor(labels)  # a Python list
-            problem_type = self.config.problem_type
-            if problem_type is None:
-                if self.num_labels == 1:
-                    problem_type = "regression"
-                elif is_integer(labels):
-                    problem_type = "single_label_classification"
-                else:
-                    problem_type = "multi_label_classification"
-                self.config.problem_type = problem_type
-            scores = tf.cast(logits, loss_dtype(logits))
-            if problem_type == "regression":
+            labels = tf.convert_to_tensor(labels)
+            problem, scores = problem_type(self.config, labels.dtype.is_integer), tf.cast(logits, loss_dtype(logits))
+            if problem == "regression":
                 if self.num_labels == 1:
                     scores, labels = tf.squeeze(scores, -1), tf.reshape(labels, (-1,))
                 loss = tf.reduce_mean(tf.square(scores - tf.cast(labels, scores.dtype)))
-            elif problem_type == "single_label_classification":
+            elif problem == "single_label_classification":
                 loss = cross_entropy(logits, labels)
             else:
                 loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
@@ -990,20 +539,15 @@ class TFAlbertActForTokenClassification(TFAlbertActPreTrainedModel):
         self.num_labels = self.config.num_labels
         self.albert = TFAlbertActModel(self.config, add_pooling_layer=False, name="albert", dtype=dtype)
         self.dropout = keras.layers.Dropout(self.config.classifier_dropout_prob, dtype=dtype)
-        self.classifier = projection(self.num_labels, "classifier", self.config, dtype)
+        self.classifier = projection(self.num_labels, "classifier", self.config, dtype, self.config.hidden_size)
 
-    def build(self, input_shape=None):
-        self.albert.build()
-        self.classifier.build((None, None, self.config.hidden_size))
-        self.built = True
-
-    def call(self, inputs, attention_mask=None, token_type_ids=None, labels=None, training=None,
-             output_attentions=None, output_hidden_states=None):
+    def call(self, inputs, attention_mask=None, token_type_ids=None, labels=None, training=None, **kwargs):
         inputs, given = self.split_labels(inputs, labels=labels)
-        outputs = self.encode(inputs, attention_mask, token_type_ids, training, output_attentions,
-                              output_hidden_states)
+        outputs = self.encode(inputs, attention_mask, token_type_ids, training, **kwargs)
         logits = self.classifier(self.dropout(outputs["last_hidden_state"], training=training))
-        loss = None if given["labels"] is None else cross_entropy(logits, given["labels"])
+        loss = None
+        if given["labels"] is not None:
+            loss = cross_entropy(logits, given["labels"])
         return self.task_outputs(outputs, loss, logits=logits)
 
 
@@ -1019,21 +563,15 @@ class TFAlbertActForQuestionAnswering(TFAlbertActPreTrainedModel):
 
     def __init__(self, config: AlbertActConfig | dict, name="tf_albert_act_for_question_answering", **kwargs):
         super().__init__(config, name=name, **kwargs)
-        dtype = self.dtype_policy
         self.num_labels = self.config.num_labels
-        self.albert = TFAlbertActModel(self.config, add_pooling_layer=False, name="albert", dtype=dtype)
-        self.qa_outputs = projection(self.num_labels, "qa_outputs", self.config, dtype)
-
-    def build(self, input_shape=None):
-        self.albert.build()
-        self.qa_outputs.build((None, None, self.config.hidden_size))
-        self.built = True
+        self.albert = TFAlbertActModel(self.config, add_pooling_layer=False, name="albert", dtype=self.dtype_policy)
+        self.qa_outputs = projection(self.num_labels, "qa_outputs", self.config, self.dtype_policy,
+                                     self.config.hidden_size)
 
     def call(self, inputs, attention_mask=None, token_type_ids=None, start_positions=None, end_positions=None,
-             training=None, output_attentions=None, output_hidden_states=None):
+             training=None, **kwargs):
         inputs, given = self.split_labels(inputs, start_positions=start_positions, end_positions=end_positions)
-        outputs = self.encode(inputs, attention_mask, token_type_ids, training, output_attentions,
-                              output_hidden_states)
+        outputs = self.encode(inputs, attention_mask, token_type_ids, training, **kwargs)
         logits = self.qa_outputs(outputs["last_hidden_state"])
         start_logits, end_logits = logits[..., 0], logits[..., 1]
         loss = None
@@ -1057,35 +595,24 @@ class TFAlbertActForMultipleChoice(TFAlbertActPreTrainedModel):
 
     label_names = ("labels",)
     prediction_names = ("logits",)
+    input_rank = 3
 
     def __init__(self, config: AlbertActConfig | dict, name="tf_albert_act_for_multiple_choice", **kwargs):
         super().__init__(config, name=name, **kwargs)
         dtype = self.dtype_policy
         self.albert = TFAlbertActModel(self.config, name="albert", dtype=dtype)
         self.dropout = keras.layers.Dropout(self.config.classifier_dropout_prob, dtype=dtype)
-        self.classifier = keras.layers.Dense(1, kernel_initializer=initializer(self.config), name="classifier",
-                                             dtype=dtype)
+        self.classifier = dense(1, "classifier", self.config, dtype, self.config.hidden_size)
 
-    def build(self, input_shape=None):
-        self.albert.build()
-        self.classifier.build((None, self.config.hidden_size))
-        self.built = True
-
-    @staticmethod
-    def serving_input_signature(names=INPUT_NAMES):
-        """The export signature: int32 (batch, num_choices, seq_len) tensors, every dimension dynamic."""
-        return [{name: tf.TensorSpec((None, None, None), tf.int32, name=name) for name in names}]
-
-    def call(self, inputs, attention_mask=None, token_type_ids=None, labels=None, training=None,
-             output_attentions=None, output_hidden_states=None):
+    def call(self, inputs, attention_mask=None, token_type_ids=None, labels=None, training=None, **kwargs):
         inputs, given = self.split_labels(inputs, labels=labels)
-        features = self.unpack_inputs(inputs, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        extra = {name: kwargs.pop(name) for name in ("position_ids", "inputs_embeds") if name in kwargs}
+        features = self.unpack_inputs(inputs, attention_mask=attention_mask, token_type_ids=token_type_ids, **extra)
         reference = features["input_ids"] if features["input_ids"] is not None else features["inputs_embeds"]
         if reference is None:
             raise ValueError("Pass exactly one of input_ids or inputs_embeds (got neither)")
         for name, tensor in features.items():
-            rank = 4 if name == "inputs_embeds" else 3
-            if tensor is not None and len(tensor.shape) != rank:
+            if tensor is not None and len(tensor.shape) != (4 if name == "inputs_embeds" else 3):
                 raise ValueError(f"multiple choice inputs must have shape (batch, num_choices, seq_len); {name} has "
                                  f"shape {tuple(tensor.shape)}")
         shape = tf.shape(tf.convert_to_tensor(reference))[:3]
@@ -1095,14 +622,12 @@ class TFAlbertActForMultipleChoice(TFAlbertActPreTrainedModel):
             tail = [size if size is not None else tf.shape(tensor)[i + 2] for i, size in enumerate(tensor.shape[2:])]
             return tf.reshape(tensor, [-1, *tail])
 
-        flat_inputs = {name: flat(tensor) for name, tensor in features.items() if tensor is not None}
-        outputs = self.encode(flat_inputs, None, None, training, output_attentions, output_hidden_states)
-        pooled = self.dropout(outputs["pooler_output"], training=training)
-        logits = tf.reshape(self.classifier(pooled), shape[:2])
+        outputs = self.encode({name: flat(tensor) for name, tensor in features.items() if tensor is not None},
+                              None, None, training, **kwargs)
+        logits = tf.reshape(self.classifier(self.dropout(outputs["pooler_output"], training=training)), shape[:2])
         loss = None if given["labels"] is None else cross_entropy(logits, given["labels"])
-        outputs = dict(outputs)
-        outputs["updates"] = tf.reshape(outputs["updates"], shape)
-        outputs["remainders"] = tf.reshape(outputs["remainders"], shape)
+        outputs = {**outputs, "updates": tf.reshape(outputs["updates"], shape),
+                   "remainders": tf.reshape(outputs["remainders"], shape)}
         return self.task_outputs(outputs, loss, logits=logits)
 
 

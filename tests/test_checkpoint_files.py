@@ -1,7 +1,8 @@
-"""Checkpoint readers/writers of act.weights: each format built from a known PyTorch model, read back exactly.
+"""Checkpoint readers/writers of act.checkpoints.files: each format built from a known PyTorch model, read back
+exactly; the format detector; the name table.
 
 The legacy h5 layout and the TF1 names are spelled here from CHECKPOINT_FORMATS.md, independently of the
-name table in weights.py, so a wrong table fails these tests.
+name table in act/checkpoints/names.py, so a wrong table fails these tests.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import pytest
 import torch
 
 import oracle
-from act import weights
-from act.weights import CheckpointError
+from act.checkpoints import files, names
+from act.checkpoints import CheckpointError
+from alignment import misaligned_state
 from cases import apply_regime, make_inputs, tiny_config_kwargs
 
 # The bare model's tensors in a legacy tf_model.h5, below '<outer>/albert/' (section 3), with transpose flags.
@@ -104,8 +106,10 @@ def tiny_model(cls_name: str = "AlbertActModel", seed: int = 0, regime: str = "m
 
 def numpy_state(model) -> dict[str, np.ndarray]:
     """The model's weights, canonical names, with tied copies dropped (what a checkpoint must give back)."""
-    state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items() if not weights.is_ignored(k)}
-    return weights.drop_tied(state)
+    state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items() if not names.is_ignored(k)}
+    for copy in names.tied_copies(state):
+        del state[copy]
+    return state
 
 
 def assert_same_state(got: dict, expected: dict):
@@ -138,11 +142,11 @@ def test_pytorch_bin_reads_state_dict_with_position_ids_buffer(tmp_path, bare):
     full = dict(bare.state_dict())
     full["embeddings.position_ids"] = torch.arange(64).expand((1, -1))  # published files carry this buffer
     torch.save(full, path)
-    got = weights.read_pytorch_bin(path)
-    assert "embeddings.position_ids" in got and weights.is_ignored("embeddings.position_ids")
+    got = files.read_pytorch_bin(path)
+    assert "embeddings.position_ids" in got and names.is_ignored("embeddings.position_ids")
     got.pop("embeddings.position_ids")
     assert_same_state(got, numpy_state(bare))
-    assert weights.read_weights(path).keys() == weights.read_pytorch_bin(path).keys()
+    assert files.read_weights(path).keys() == files.read_pytorch_bin(path).keys()
 
 
 def test_pytorch_bin_without_torch_says_what_to_install(tmp_path, bare, monkeypatch):
@@ -153,7 +157,7 @@ def test_pytorch_bin_without_torch_says_what_to_install(tmp_path, bare, monkeypa
     torch.save(bare.state_dict(), path)
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
     with pytest.raises(CheckpointError, match=r"pytorch_model\.bin needs PyTorch.*act convert"):
-        weights.read_pytorch_bin(path)
+        files.read_pytorch_bin(path)
 
 def test_pytorch_bin_truncated_names_file(tmp_path, bare):
     path = tmp_path / "pytorch_model.bin"
@@ -161,7 +165,7 @@ def test_pytorch_bin_truncated_names_file(tmp_path, bare):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=str(path).replace(".", r"\.") + ".*truncated"):
-        weights.read_pytorch_bin(path)
+        files.read_pytorch_bin(path)
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
@@ -170,15 +174,15 @@ def test_pytorch_bin_refuses_code_and_non_state_dicts(tmp_path):
     with evil.open("wb") as handle:  # a pickle that would import and call code: weights_only refuses it
         pickle.dump({"x": CallsCode()}, handle)
     with pytest.raises(CheckpointError, match="evil.bin"):
-        weights.read_pytorch_bin(evil)
+        files.read_pytorch_bin(evil)
     listing = tmp_path / "list.bin"
     torch.save([torch.zeros(2)], listing)
     with pytest.raises(CheckpointError, match=r"list\.bin: holds a list, not a state dict"):
-        weights.read_pytorch_bin(listing)
+        files.read_pytorch_bin(listing)
     nested = tmp_path / "nested.bin"
     torch.save({"model": {"a": torch.zeros(1)}}, nested)
     with pytest.raises(CheckpointError, match=r"nested\.bin: not a state dict: entry 'model' is a dict"):
-        weights.read_pytorch_bin(nested)
+        files.read_pytorch_bin(nested)
 
 
 # ------------------------------------------------------------------------------------------------ legacy h5
@@ -186,7 +190,7 @@ def test_pytorch_bin_refuses_code_and_non_state_dicts(tmp_path):
 
 def test_legacy_h5_exact_layout(tmp_path, bare):
     state = numpy_state(bare)
-    path = weights.write_legacy_h5(tmp_path / "tf_model.h5", state)
+    path = files.write_legacy_h5(tmp_path / "tf_model.h5", state)
     with h5py.File(path, "r") as f:
         assert [n.decode() for n in f.attrs["layer_names"]] == ["albert"]
         names = [n.decode() for n in f["albert"].attrs["weight_names"]]
@@ -202,14 +206,14 @@ def test_legacy_h5_exact_layout(tmp_path, bare):
 
 def test_legacy_h5_round_trip_gives_same_outputs(tmp_path, bare):
     state = numpy_state(bare)
-    path = weights.write_legacy_h5(tmp_path / "tf_model.h5", state)
-    got = weights.read_legacy_h5(path)
+    path = files.write_legacy_h5(tmp_path / "tf_model.h5", state)
+    got = files.read_legacy_h5(path)
     assert_same_state(got, state)
     ids, mask, types = make_inputs(3)
     reference = oracle.forward(bare.config, state, ids, mask, types)
-    expected = oracle.forward(bare.config, got, ids, mask, types)
+    expected = oracle.forward(bare.config, misaligned_state(got), ids, mask, types)  # float64, another alignment
     np.testing.assert_array_equal(expected["updates"], reference["updates"])
-    np.testing.assert_array_equal(expected["last_hidden_state"], reference["last_hidden_state"])
+    np.testing.assert_allclose(expected["last_hidden_state"], reference["last_hidden_state"], rtol=0, atol=1e-10)
     assert len(np.unique(reference["updates"][mask == 1])) > 1  # the regime really mixes halting steps
 
 
@@ -217,26 +221,26 @@ def test_legacy_h5_head_model_and_any_outer_name(tmp_path):
     model = tiny_model("AlbertActForSequenceClassification", seed=1)
     state = numpy_state(model)
     outer = "tf_albert_act_for_sequence_classification"
-    path = weights.write_legacy_h5(tmp_path / "tf_model.h5", state, outer_name=outer)
+    path = files.write_legacy_h5(tmp_path / "tf_model.h5", state, outer_name=outer)
     with h5py.File(path, "r") as f:
         assert sorted(n.decode() for n in f.attrs["layer_names"]) == ["albert", "classifier"]
         assert sorted(n.decode() for n in f["classifier"].attrs["weight_names"]) == [
             f"{outer}/classifier/bias:0", f"{outer}/classifier/kernel:0"]
         assert f"{outer}/albert/pooler/kernel:0" in [n.decode() for n in f["albert"].attrs["weight_names"]]
         np.testing.assert_array_equal(f["classifier"][f"{outer}/classifier/kernel:0"][()], state["classifier.weight"].T)
-    assert_same_state(weights.read_legacy_h5(path), state)
+    assert_same_state(files.read_legacy_h5(path), state)
 
 
 def test_legacy_h5_pretraining_heads_and_tied_decoder(tmp_path):
     model = tiny_model("AlbertActForPreTraining", seed=2)
     state = numpy_state(model)
     assert "predictions.decoder.weight" not in state and "predictions.bias" in state
-    path = weights.write_legacy_h5(tmp_path / "tf_model.h5", state, outer_name="tf_albert_act_for_pre_training")
+    path = files.write_legacy_h5(tmp_path / "tf_model.h5", state, outer_name="tf_albert_act_for_pre_training")
     with h5py.File(path, "r") as f:
         assert sorted(n.decode() for n in f.attrs["layer_names"]) == ["albert", "predictions", "sop_classifier"]
         assert "tf_albert_act_for_pre_training/sop_classifier/classifier/kernel:0" in [
             n.decode() for n in f["sop_classifier"].attrs["weight_names"]]
-    assert_same_state(weights.read_legacy_h5(path), state)
+    assert_same_state(files.read_legacy_h5(path), state)
 
 
 def test_legacy_h5_unknown_weight_and_chunked_names(tmp_path, bare):
@@ -250,25 +254,25 @@ def test_legacy_h5_unknown_weight_and_chunked_names(tmp_path, bare):
         group.attrs["weight_names1"] = np.array([n.encode() for n in names[10:]])
         for name, (canonical, transpose) in zip(names, LEGACY_BARE.values()):
             group.create_dataset(name, data=state[canonical].T if transpose else state[canonical])
-    assert_same_state(weights.read_legacy_h5(path), state)
+    assert_same_state(files.read_legacy_h5(path), state)
     with h5py.File(path, "a") as f:
         f["albert"].attrs["weight_names2"] = np.array([b"tf_albert_act_model_1/albert/encoder/mystery/kernel:0"])
         f["albert"].create_dataset("tf_albert_act_model_1/albert/encoder/mystery/kernel:0", data=np.zeros(3))
     with pytest.raises(CheckpointError, match=r"tf_model\.h5: unexpected tensors.*encoder/mystery/kernel:0"):
-        weights.read_legacy_h5(path)
+        files.read_legacy_h5(path)
 
 
 def test_legacy_h5_truncated_and_not_legacy(tmp_path, bare):
-    path = weights.write_legacy_h5(tmp_path / "tf_model.h5", numpy_state(bare))
+    path = files.write_legacy_h5(tmp_path / "tf_model.h5", numpy_state(bare))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=r"tf_model\.h5: .*truncated or corrupt"):
-        weights.read_legacy_h5(path)
+        files.read_legacy_h5(path)
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:
         f.create_group("layers")
     with pytest.raises(CheckpointError, match=r"other\.h5: not a transformers-4 tf_model\.h5.*Keras 3"):
-        weights.read_legacy_h5(other)
+        files.read_legacy_h5(other)
 
 
 # ------------------------------------------------------------------------------------------------ TF1
@@ -276,18 +280,18 @@ def test_legacy_h5_truncated_and_not_legacy(tmp_path, bare):
 
 def test_tf1_name_table_matches_the_format_page():
     for name, (canonical, transpose) in {**TF1_BARE, **TF1_HEADS}.items():
-        assert weights.tf1_to_canonical(name) == (canonical, transpose), name
-    assert weights.tf1_to_canonical("bert/pooler/dense/kernel", pretraining=True) == ("albert.pooler.weight", True)
-    assert weights.tf1_to_canonical("cls/predictions/output_bias", pretraining=True) == ("predictions.bias", False)
+        assert names.tf1_to_canonical(name) == (canonical, transpose), name
+    assert names.tf1_to_canonical("bert/pooler/dense/kernel", pretraining=True) == ("albert.pooler.weight", True)
+    assert names.tf1_to_canonical("cls/predictions/output_bias", pretraining=True) == ("predictions.bias", False)
     # after the TF2 upgrade, the layer norms are named like Keras layers
-    assert weights.tf1_to_canonical("bert/encoder/transformer/layer_normalization/gamma")[0] == \
+    assert names.tf1_to_canonical("bert/encoder/transformer/layer_normalization/gamma")[0] == \
         "encoder.albert_layer.LayerNorm.weight"
-    assert weights.tf1_to_canonical("bert/encoder/transformer/layer_normalization_1/beta")[0] == \
+    assert names.tf1_to_canonical("bert/encoder/transformer/layer_normalization_1/beta")[0] == \
         "encoder.albert_layer.full_layer_layer_norm.bias"
     with pytest.raises(KeyError):
-        weights.tf1_to_canonical("bert/encoder/transformer/mystery/kernel")
-    assert weights.tf1_non_weight("global_step") and weights.tf1_non_weight("bert/pooler/dense/kernel/adam_m")
-    assert weights.tf1_non_weight("bert/pooler/dense/kernel") is None
+        names.tf1_to_canonical("bert/encoder/transformer/mystery/kernel")
+    assert names.tf1_non_weight("global_step") and names.tf1_non_weight("bert/pooler/dense/kernel/adam_m")
+    assert names.tf1_non_weight("bert/pooler/dense/kernel") is None
 
 
 def tf1_variables(model, layer_norm_naming: str = "LayerNorm", heads: bool = True) -> dict[str, np.ndarray]:
@@ -336,71 +340,94 @@ def tf1_pretraining(tmp_path_factory):
 
 def test_tf1_checkpoint_bare_target_skips_heads_and_slots(tf1_pretraining):
     model, directory, prefix = tf1_pretraining
-    skipped = []
-    got = weights.read_tf1_checkpoint(directory, skipped=skipped)  # a directory resolves to its latest checkpoint
+    skipped = {}
+    got = files.read_tf1_checkpoint(directory, skipped=skipped)  # a directory resolves to its latest checkpoint
     expected = {k[len("albert."):]: v for k, v in numpy_state(model).items() if k.startswith("albert.")}
     assert_same_state(got, expected)
-    skipped_names = sorted(entry.split(" ")[0] for entry in skipped)
+    skipped_names = sorted(skipped)
     names = list(tf1_variables(model, "layer_normalization"))
     slots = [f"{n}/{s}" for n in names[:5] for s in ("adam_m", "adam_v")]
     heads = [n for n in names if n.startswith("cls/")]
     assert len(heads) == len(TF1_HEADS)
     assert skipped_names == sorted(["global_step", *heads, *slots])
-    assert all("pre-training head" in e for e in skipped if e.startswith("cls/"))
+    assert all("pre-training head" in why for name, why in skipped.items() if name.startswith("cls/"))
 
 
 def test_tf1_checkpoint_pretraining_target_keeps_heads(tf1_pretraining):
     model, directory, prefix = tf1_pretraining
-    skipped = []
-    got = weights.read_tf1_checkpoint(prefix, pretraining=True, skipped=skipped)
+    skipped = {}
+    got = files.read_tf1_checkpoint(prefix, pretraining=True, skipped=skipped)
     assert_same_state(got, numpy_state(model))
-    assert not [e for e in skipped if e.startswith("cls/")]
-    assert weights.read_tf1_checkpoint(prefix + ".index", pretraining=True).keys() == got.keys()
+    assert not [name for name in skipped if name.startswith("cls/")]
+    assert files.read_tf1_checkpoint(prefix + ".index", pretraining=True).keys() == got.keys()
 
 
 def test_tf1_checkpoint_original_naming_unknown_and_truncated(tmp_path):
     model = tiny_model(seed=4)
     variables = tf1_variables(model, "LayerNorm", heads=False)
     prefix = write_tf1_checkpoint(tmp_path, variables, slots=False)
-    assert_same_state(weights.read_tf1_checkpoint(prefix), numpy_state(model))
+    assert_same_state(files.read_tf1_checkpoint(prefix), numpy_state(model))
     odd = tmp_path / "odd"
     odd.mkdir()
     odd_prefix = write_tf1_checkpoint(odd, {**variables, "bert/encoder/transformer/mystery/kernel": np.zeros(2, np.float32)},
                                       slots=False)
     with pytest.raises(CheckpointError, match=r"model\.ckpt-7: unexpected variables.*transformer/mystery/kernel"):
-        weights.read_tf1_checkpoint(odd_prefix)
+        files.read_tf1_checkpoint(odd_prefix)
     data = next(tmp_path.glob("model.ckpt-7.data-*"))
     data.write_bytes(data.read_bytes()[:100])
     with pytest.raises(CheckpointError, match=r"model\.ckpt-7.*truncated or corrupt"):
-        weights.read_tf1_checkpoint(prefix)
+        files.read_tf1_checkpoint(prefix)
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match=r"empty: no TF1 checkpoint"):
-        weights.read_tf1_checkpoint(tmp_path / "empty")
+        files.read_tf1_checkpoint(tmp_path / "empty")
     with pytest.raises(CheckpointError, match=r"not a TF1 checkpoint"):
-        weights.read_tf1_checkpoint(tmp_path / "model.ckpt-99")
+        files.read_tf1_checkpoint(tmp_path / "model.ckpt-99")
 
 
 # ------------------------------------------------------------------------------------------------ checking
 
 
-def test_check_state_dict_names_every_problem_and_both_shapes():
-    expected = {"a.weight": (3, 2), "b.bias": (4,), "c.weight": (1, 5)}
-    state = {"a.weight": np.zeros((2, 3)), "b.bias": np.zeros(4), "x.weight": np.zeros(1),
-             "embeddings.position_ids": np.zeros((1, 8))}
-    with pytest.raises(CheckpointError) as info:
-        weights.check_state_dict(state, expected, "some/file.bin")
-    message = str(info.value)
-    assert message.startswith("some/file.bin: ")
-    assert "missing tensors: c.weight" in message
-    assert "unexpected tensors: x.weight" in message and "position_ids" not in message
-    assert "a.weight has shape (2, 3) in the checkpoint but the model expects (3, 2)" in message
-    weights.check_state_dict({k: np.zeros(s) for k, s in expected.items()}, expected, "ok")
-
-
 def test_infer_architecture():
-    assert weights.infer_architecture(["pooler.weight"]) == "AlbertActModel"
-    assert weights.infer_architecture(["albert.pooler.weight", "predictions.bias", "sop_classifier.classifier.bias"]) \
+    assert names.infer_architecture(["pooler.weight"]) == "AlbertActModel"
+    assert names.infer_architecture(["albert.pooler.weight", "predictions.bias", "sop_classifier.classifier.bias"]) \
         == "AlbertActForPreTraining"
-    assert weights.infer_architecture(["predictions.bias"]) == "AlbertActForMaskedLM"
-    assert weights.infer_architecture(["classifier.weight", "sop_classifier.classifier.weight"]) == \
+    assert names.infer_architecture(["predictions.bias"]) == "AlbertActForMaskedLM"
+    assert names.infer_architecture(["classifier.weight", "sop_classifier.classifier.weight"]) == \
         "AlbertActForSequenceClassification"
+
+
+def test_the_checkpoints_package_imports_no_framework():
+    import subprocess
+    import sys
+
+    code = ("import sys, act.checkpoints, act.checkpoints.loading; "
+            "print(sorted(m for m in ('torch', 'tensorflow', 'transformers', 'keras') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_one_format_detector(tmp_path, bare):
+    """Directories are looked at in one order (safetensors, its shard index, .bin, tf_model.h5, TF1); files by name."""
+    from act.checkpoints import detect
+
+    directory = tmp_path / "model"
+    directory.mkdir()
+    torch.save(bare.state_dict(), directory / "pytorch_model.bin")
+    files.write_legacy_h5(directory / "tf_model.h5", numpy_state(bare))
+    assert detect(directory).format == "pytorch_bin" and detect(directory).path == directory / "pytorch_model.bin"
+    files.write_canonical_files(directory, bare.config.to_dict(), numpy_state(bare))
+    found = detect(directory)
+    assert (found.format, found.path, found.directory) == ("canonical", directory / "model.safetensors", directory)
+    assert detect(directory / "tf_model.h5").format == "legacy_h5"
+    assert detect(directory / "pytorch_model.bin").format == "pytorch_bin"
+    for name, fmt in (("m.keras", "keras"), ("m.weights.h5", "keras_weights")):
+        (tmp_path / name).write_bytes(b"")
+        assert detect(tmp_path / name).format == fmt
+    with pytest.raises(CheckpointError, match="Keras variables"):
+        files.read_weights(tmp_path / "m.keras")
+    (tmp_path / "notes.txt").write_text("no model")
+    with pytest.raises(CheckpointError, match="unknown checkpoint format"):
+        detect(tmp_path / "notes.txt")
+    assert [files.is_model_file(n) for n in ("config.json", "model-00001-of-00002.safetensors", "tf_model.h5",
+                                             "spiece.model", "model-final.safetensors", "README.md")] == \
+        [True, True, True, False, False, False]

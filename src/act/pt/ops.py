@@ -1,0 +1,57 @@
+"""PyTorch helpers of `act/pt/modeling.py`: the ops namespace of the framework-neutral modules (`act.halting`,
+`act.inputs`) and transformers' eager attention function. `act/tf/ops.py` is the TensorFlow twin of `OPS`."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+
+def _require(ok, message, data):
+    """A graph assertion: none in PyTorch (value checks raise eagerly; compiled, bad rows come out NaN)."""
+    return None
+
+
+# The tensor operations `act.halting` and `act.inputs` need, on torch tensors. Twin of `act.tf.ops.OPS`: the same
+# names with the same meaning, one line each (the two lists look alike on purpose).
+OPS = SimpleNamespace(
+    float32=torch.float32, float64=torch.float64, int32=torch.int32,
+    executing_eagerly=lambda: not torch.compiler.is_compiling(),  # False while torch.compile / torch.export trace
+    is_integer=lambda x: not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool),
+    cast=lambda x, dtype: x.to(dtype),
+    zeros_like=torch.zeros_like,
+    full_like=torch.full_like,
+    any=lambda x, axis=None: x.any() if axis is None else x.any(axis),
+    all=lambda x, axis=None: x.all() if axis is None else x.all(axis),
+    sum=lambda x, axis=None: x.sum() if axis is None else x.sum(axis),
+    batch_mean=lambda x: x.sum(0) / max(x.shape[0], 1),  # the mean over the first axis; 0 for an empty batch
+    min=torch.min,
+    max=torch.max,
+    minimum=lambda x, value: x.clamp(max=value),
+    isfinite=torch.isfinite,
+    where=torch.where,
+    reshape=torch.reshape,
+    stack=torch.stack,
+    shape=lambda x: x.shape,
+    arange=torch.arange,
+    to_python=lambda x: x.tolist(),
+    require=_require,
+    after=lambda checks, x: x,  # no graph assertions to wait for
+)
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """Plain softmax attention (transformers' attention interface); used for `output_attentions=True` and as the
+    fallback interface."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = nn.functional.softmax(weights, dim=-1)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
+
+
+__all__ = ["OPS", "eager_attention_forward"]

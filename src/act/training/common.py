@@ -1,0 +1,68 @@
+"""Shared by `act pretrain` and `act finetune`: the output directory's rules (nothing lost), the final save, the
+tokenizer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+
+MARKER = "act_training.json"
+
+
+def check_output_dir(out: Path, resuming: bool) -> None:
+    """OUT must be new, empty, or a directory an earlier `act pretrain`/`act finetune` wrote (nothing lost)."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"OUT {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists() and not resuming:
+        raise FileExistsError(f"OUT {out} is not empty and was not written by act pretrain/finetune: choose a new "
+                              f"directory (nothing there is overwritten)")
+
+
+def write_marker(out: Path, command: str, settings: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    temporary = out / f".{MARKER}.tmp"
+    temporary.write_text(json.dumps({"command": command, **settings}, indent=2, default=str) + "\n",
+                         encoding="utf-8")
+    os.replace(temporary, out / MARKER)
+
+
+def save_final(trainer, tokenizer, out: Path, spiece_source: Path | None) -> None:
+    """Model + tokenizer into OUT, file by file atomically (written in a scratch directory, then moved)."""
+    scratch = out / ".final-tmp"
+    if trainer.args.should_save:
+        if scratch.exists():
+            shutil.rmtree(scratch)
+    trainer.save_model(str(scratch))  # every rank must call it (FSDP/DeepSpeed gather), only the main one writes
+    if trainer.args.should_save:
+        if spiece_source is not None and not (scratch / "spiece.model").exists() and spiece_source.is_file():
+            shutil.copyfile(spiece_source, scratch / "spiece.model")
+        for item in scratch.iterdir():
+            if item.is_file():
+                os.replace(item, out / item.name)
+        shutil.rmtree(scratch, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as typed (the `act` CLI keeps its argv in the namespace)."""
+    import shlex
+
+    return "act " + shlex.join(getattr(args, "argv", None) or [])
+
+
+def find_spiece(directory: str | None) -> Path | None:
+    if directory is None:
+        return None
+    path = Path(directory) / "spiece.model"
+    return path if path.is_file() else None
+
+
+def load_tokenizer(directory: str):
+    from transformers import AutoTokenizer
+
+    if not Path(directory).is_dir():
+        raise FileNotFoundError(f"tokenizer directory {directory} does not exist")
+    return AutoTokenizer.from_pretrained(directory)
