@@ -21,6 +21,7 @@ class AlbertActBase(PreTrainedModel):
     base_model_prefix = "albert"
     main_input_name = "input_ids"
     _supports_sdpa = True
+    supports_gradient_checkpointing = True
     _supports_attention_backend = True
     _input_embed_layer = "word_embeddings"  # get/set_input_embeddings find `embeddings.word_embeddings`
     # Published research checkpoints carry this buffer; it is rebuilt at init, so it is not a weight.

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import can_return_tuple
 
@@ -23,7 +24,7 @@ from ..configuration import AlbertActConfig, problem_type
 from ..inputs import mark_outputs
 from ..checkpoints.names import TIED
 from .base import AlbertActBase
-from .ops import OPS, eager_attention_forward
+from .ops import OPS, eager_attention_forward, graph_loop, is_tracing
 from .outputs import (
     EXAMPLE_FIELDS,
     AlbertActEncoderOutput,
@@ -138,7 +139,7 @@ class AlbertActHaltingUnit(nn.Module):
         return torch.sigmoid(self.dense(hidden_states)).squeeze(-1)
 
 
-class AlbertActLayer(nn.Module):
+class AlbertActLayer(GradientCheckpointingLayer):
     """The one shared post-LayerNorm transformer layer, with the halting unit `act`."""
 
     def __init__(self, config: AlbertActConfig):
@@ -203,7 +204,7 @@ class AlbertActEncoder(nn.Module):
             fast_path = self.config.act_fast_path
         dropout = self.config.hidden_dropout_prob or self.config.attention_probs_dropout_prob
         return bool(fast_path) and not output_attentions and not torch.is_grad_enabled() \
-            and not (self.training and dropout)
+            and not (self.training and dropout) and not is_tracing()
 
     def forward(self, embeddings, attention_mask, output_hidden_states=False, output_attentions=False,
                 fast_path=None):
@@ -230,8 +231,12 @@ class AlbertActEncoder(nn.Module):
         all_hidden = (hidden,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
 
+        if torch.compiler.is_compiling() and not output_hidden_states and not output_attentions:
+            hidden, state = graph_loop(self.albert_layer, hidden, additive_mask, state, cap, threshold)
+            return AlbertActEncoderOutput(last_hidden_state=hidden, updates=state[2], remainders=state[1])
+        tracing = is_tracing()  # TorchScript (the legacy ONNX exporter): to the cap, no early exit (bit-identical)
         for _ in range(cap):
-            if not bool(halting.any_running(OPS, state[0], threshold)):
+            if not tracing and not bool(halting.any_running(OPS, state[0], threshold)):
                 break
             output, probability, weights = self.albert_layer(hidden, additive_mask, output_attentions)
             *state, weight = halting.step(OPS, *state, probability, threshold)

@@ -9,8 +9,48 @@ import torch
 from torch import nn
 
 
+def is_tracing() -> bool:
+    """Whether the model is being traced into a graph: torch.export, torch.onnx.export, torch.compile, torch.jit."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def graph_loop(layer, hidden, additive_mask, state, cap, threshold):
+    """`AlbertActEncoder.forward_dense`'s loop as a loop of the graph (`while_loop`, an ONNX `Loop`) while torch.export,
+    torch.onnx.export(dynamo=True) or torch.compile trace: the same halting steps (`act.halting`) and the spec's
+    condition (a token still running and the cap not reached), so the early exit stays in the graph and the counts
+    follow every input. Returns the final hidden state and (halting, remainders, updates).
+
+    The halting state travels as ONE (batch, seq, 4) tensor [halting, remainders, updates, mask]: a carried (batch,
+    seq) tensor makes the loop's subgraph read the sequence length from a stride, which the ONNX exporter cannot
+    translate (aten.sym_stride)."""
+    from torch._higher_order_ops.while_loop import while_loop
+
+    from .. import halting
+
+    def running(iteration, hidden, carried):
+        return (iteration < cap) & halting.any_running(OPS, carried[..., 0], threshold)
+
+    def step(iteration, hidden, carried):
+        additive = ((1.0 - carried[..., 3]) * torch.finfo(hidden.dtype).min)[:, None, None, :].to(hidden.dtype)
+        output, probability, _ = layer(hidden, additive)
+        *new_state, weight = halting.step(OPS, carried[..., 0], carried[..., 1], carried[..., 2], probability,
+                                          threshold)
+        return iteration + 1, halting.update(OPS, hidden, output, weight), torch.stack((*new_state, carried[..., 3]), -1)
+
+    mask = (additive_mask[:, 0, 0, :] == 0).to(state[0].dtype)
+    iteration = torch.zeros((), dtype=torch.int64, device=hidden.device)
+    _, hidden, carried = while_loop(running, step, (iteration, hidden, torch.stack((*state, mask), -1)))
+    return hidden, tuple(carried.unbind(-1)[:3])
+
+
 def _require(ok, message, data):
-    """A graph assertion: none in PyTorch (value checks raise eagerly; compiled, bad rows come out NaN)."""
+    """A graph assertion, while torch.compile / torch.export / torch.onnx.export(dynamo=True) trace the model (value
+    checks raise a `ValueError` eagerly): `torch._assert_async`, kept by torch.compile and in an exported program,
+    which then raise a `RuntimeError` with `message` when `ok` is False. The values themselves (`data`) cannot go
+    into the message of a compiled assertion, so the label announcing them (after the last ";") is left out. ONNX
+    drops assertions: there the bad rows come out NaN (`act.inputs.mark_rows`, applied in every graph)."""
+    if torch.compiler.is_compiling():
+        torch._assert_async(ok, message.rsplit(";", 1)[0] if data else message)
     return None
 
 
@@ -54,4 +94,4 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
     return output, weights
 
 
-__all__ = ["OPS", "eager_attention_forward"]
+__all__ = ["OPS", "eager_attention_forward", "graph_loop", "is_tracing"]
