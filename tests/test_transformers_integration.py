@@ -34,7 +34,6 @@ TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json")
 ATOL = 1e-5
 TEXTS = ["the light shined in darkness .",
          "and the earth was without form , and void ; and darkness was upon the face of the deep ."]
-PHASE_2 = "fixed by /work/coord/G-design.md (phase 2): "
 
 
 def tiny_kwargs(**overrides):
@@ -166,7 +165,6 @@ def test_truncation_in_a_pipeline_on_a_saved_directory(tiny_dirs):
     assert features.shape[1] == 64  # max_position_embeddings of the tiny config
 
 
-@pytest.mark.xfail(strict=True, reason="the demo model is retrained (helper D) with model_max_length = 64")
 def test_truncation_in_a_pipeline_on_the_demo_model():
     features = run_pipeline("feature-extraction", DEMO, LONG_TEXT, batch_size=1,
                             tokenize_kwargs={"truncation": True}, return_tensors=True)
@@ -239,7 +237,6 @@ def trainer_setup(tmp_path, **arguments):
     return trainer, model, rows, collate
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2 + "AlbertActConfig.keys_to_ignore_at_inference")
 def test_trainer_predictions_are_the_logits(tmp_path):
     trainer, model, rows, collate = trainer_setup(tmp_path)
     prediction = trainer.predict(rows)
@@ -357,7 +354,6 @@ def gradients(model, inputs):
     return out, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2 + "supports_gradient_checkpointing and the checkpointed iteration")
 def test_activation_checkpointing_gives_the_same_gradients_and_recomputes_each_iteration():
     model, inputs = checkpointing_case()
     assert model.supports_gradient_checkpointing
@@ -380,7 +376,6 @@ def test_activation_checkpointing_gives_the_same_gradients_and_recomputes_each_i
     assert not model.is_activation_checkpointing
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2 + "supports_gradient_checkpointing")
 def test_trainer_with_activation_checkpointing(tmp_path):
     trainer, model, rows, collate = trainer_setup(tmp_path, activation_checkpointing=True, max_steps=2)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}

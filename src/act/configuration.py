@@ -42,6 +42,8 @@ class AlbertActConfig(PretrainedConfig):
     """
 
     model_type = "albert_act"
+    # Trainer: predictions are the logits; the halting fields come with trainer.predict(ds, ignore_keys=[])
+    keys_to_ignore_at_inference = ["updates", "remainders"]
 
     vocab_size: int = 30000
     embedding_size: int = 128
