@@ -23,7 +23,6 @@ DEMO = ROOT / "src" / "act" / "demo_model"
 REPO = "asi/albert-act-tiny"
 MAIN = "0123456789abcdef0123456789abcdef01234567"
 V2 = "fedcba9876543210fedcba9876543210fedcba98"
-PHASE_2 = "wired in phase 2 (/work/coord/G-design.md: hub ids in the Keras loader and the commands)"
 
 
 def add_snapshot(cache: Path, repo: str, commit: str, files: dict, refs=("main",)):
@@ -145,7 +144,6 @@ def test_the_environment_variables_are_honoured(hub_cache, tmp_path):
     assert done.stdout.strip().endswith(V2)
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2)
 def test_keras_from_pretrained_takes_hub_ids(hub_home):
     pytest.importorskip("tensorflow")
     import act.tf as tfm
@@ -163,13 +161,11 @@ def run_cli(*args):
     return main([str(a) for a in args])
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2)
 def test_act_inspect_takes_a_hub_id(hub_home, capsys):
     assert run_cli("inspect", "the light shined in darkness .", "--model", REPO) == 0
     assert "updates" in capsys.readouterr().out
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2)
 def test_act_stats_takes_a_hub_id(hub_home, tmp_path, capsys):
     text = tmp_path / "text.txt"
     text.write_text("the light shined in darkness .\nand the darkness comprehended it not .\n")
@@ -177,17 +173,19 @@ def test_act_stats_takes_a_hub_id(hub_home, tmp_path, capsys):
     assert "mean updates" in capsys.readouterr().out
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2)
 def test_act_convert_takes_a_hub_id(hub_home, tmp_path):
     assert run_cli("convert", REPO, tmp_path / "out") == 0
     assert (tmp_path / "out" / "model.safetensors").is_file()
     assert json.loads((tmp_path / "out" / "config.json").read_text())["act_epsilon"] == 0.01
+    assert run_cli("convert", REPO, tmp_path / "v2", "--revision", "v2") == 0
+    assert json.loads((tmp_path / "v2" / "config.json").read_text())["act_epsilon"] == 0.2
 
 
-def test_act_export_takes_hub_options():
-    """`act export` resolves its MODEL with act.hub (the options every command gets in phase 2)."""
+def test_every_model_command_takes_hub_options():
+    """`act inspect | stats | convert | export` take --revision and --cache-dir for a hub id."""
     from act.cli import build_parser
 
-    parser = build_parser("export")
-    args = parser.parse_args(["export", REPO, "out.onnx", "--revision", "v2", "--cache-dir", "/tmp/c"])
-    assert (args.model, args.revision, args.cache_dir) == (REPO, "v2", "/tmp/c")
+    for command, positional in (("export", [REPO, "out.onnx"]), ("convert", [REPO, "out"]),
+                                ("inspect", ["a b", "--model", REPO]), ("stats", ["t.txt", "--model", REPO])):
+        args = build_parser(command).parse_args([command, *positional, "--revision", "v2", "--cache-dir", "/tmp/c"])
+        assert (args.revision, args.cache_dir) == ("v2", "/tmp/c"), command

@@ -319,7 +319,8 @@ def _tf1_source_files(prefix: Path) -> list[Path]:
 
 
 def convert(source, dest, to: str = "canonical", verify: bool = False, config=None, overwrite: bool = False,
-            architecture: str | None = None, atol: float = DEFAULT_ATOL) -> ConversionReport:
+            architecture: str | None = None, atol: float = DEFAULT_ATOL, revision: str | None = None,
+            cache_dir=None) -> ConversionReport:
     """Convert SOURCE (any supported checkpoint) to DEST and return a `ConversionReport`.
 
     to: "canonical" / "pytorch" (the same: a directory with config.json + model.safetensors) or "keras"
@@ -330,18 +331,23 @@ def convert(source, dest, to: str = "canonical", verify: bool = False, config=No
     `VerificationError` (and writes nothing) when parity fails. overwrite: replace the model files of an existing
     DEST directory (config and weights of any format, `act.checkpoints.MODEL_FILES`) and keep its other files, or
     replace an existing .keras file. A second convert to the same DEST while this one runs raises
-    `act.checkpoints.DestinationBusy`.
+    `act.checkpoints.DestinationBusy`. A SOURCE that is not a local path but has the form of a hub id
+    (`asi/albert-act-tiny`) comes from the hub's cache or the hub (`revision`, `cache_dir`: `act.hub.resolve_model`).
     """
     if to not in TARGETS:
         raise ValueError(f"--to must be one of {TARGETS}, got {to!r}")
     target = "keras" if to == "keras" else "canonical"
-    source, dest = Path(source), Path(dest)
+    dest = Path(dest)
     if target == "keras" and not dest.name.endswith(".keras"):
         raise ValueError(f"{dest}: --to keras writes a .keras file; DEST must end with .keras")
     if target == "canonical" and dest.name.endswith(".keras"):
         raise ValueError(f"{dest}: DEST ends with .keras; pass --to keras to write a Keras file")
     if (dest.exists() or dest.is_symlink()) and not overwrite:
         raise FileExistsError(f"{dest}: already exists; pass --overwrite to replace it")
+    from .checkpoints.loading import resolve
+
+    hub = {key: value for key, value in (("revision", revision), ("cache_dir", cache_dir)) if value is not None}
+    source = resolve(source, hub=hub) or Path(source)
     checkpoint = files.detect(source)
     _refuse_overlap(source, dest)
     if checkpoint.format == "tf1":
@@ -389,8 +395,8 @@ def convert(source, dest, to: str = "canonical", verify: bool = False, config=No
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="SOURCE",
-                        help="a model directory (model.safetensors, pytorch_model.bin or tf_model.h5), a .keras or "
-                             ".weights.h5 file, or a TF1 checkpoint (prefix, .index file or directory)")
+                        help="a model directory (model.safetensors, pytorch_model.bin or tf_model.h5) or hub id, "
+                             "a .keras or .weights.h5 file, or a TF1 checkpoint (prefix, .index file or directory)")
     parser.add_argument("dest", metavar="DEST", help="the output: a directory, or a .keras file with --to keras")
     parser.add_argument("--to", choices=TARGETS, default="canonical",
                         help="canonical/pytorch: config.json + model.safetensors (both frameworks load it); "
@@ -407,12 +413,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "every other file in it is kept), or an existing .keras file")
     parser.add_argument("--atol", type=float, default=DEFAULT_ATOL,
                         help=f"--verify tolerance on float states between frameworks (default {DEFAULT_ATOL:g})")
+    from .hub import add_hub_arguments
+
+    add_hub_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         report = convert(args.source, args.dest, to=args.to, verify=args.verify, config=args.config,
-                         overwrite=args.overwrite, architecture=args.architecture, atol=args.atol)
+                         overwrite=args.overwrite, architecture=args.architecture, atol=args.atol,
+                         revision=args.revision, cache_dir=args.cache_dir)
     except VerificationError as error:
         print(error.report)
         raise

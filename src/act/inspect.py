@@ -28,9 +28,14 @@ def demo_model_dir() -> Path:
     return Path(__file__).resolve().parent / "demo_model"
 
 
-def resolve_model_dir(model: str | Path | None) -> Path:
-    """The model directory to use (the demo model when `model` is None); FileNotFoundError if it is not one."""
+def resolve_model_dir(model: str | Path | None, revision: str | None = None, cache_dir=None) -> Path:
+    """The model directory to use (the demo model when `model` is None; a hub id that is not a local path comes from
+    the hub's cache or the hub, `act.hub.resolve_model`); FileNotFoundError if it is not one."""
+    from .hub import is_hub_id, resolve_model
+
     directory = demo_model_dir() if model is None else Path(model)
+    if not directory.exists() and is_hub_id(str(model)):
+        directory = resolve_model(model, revision=revision, cache_dir=cache_dir)
     if not directory.exists():
         raise FileNotFoundError(f"model directory {directory} does not exist")
     if not directory.is_dir():
@@ -225,16 +230,20 @@ def format_table(result: dict, cap: int) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("text", nargs="+", help=f"the sentence (quoted, or several words), e.g. \"{EXAMPLE}\"")
     parser.add_argument("--model", metavar="DIR", default=None,
-                        help="model directory (config.json, weights, spiece.model); default: the embedded demo model")
+                        help="model directory (config.json, weights, spiece.model) or hub id "
+                             "(e.g. asi/albert-act-tiny); default: the embedded demo model")
     parser.add_argument("--framework", choices=FRAMEWORKS, default="pytorch", help="run the model in PyTorch or Keras")
     parser.add_argument("--png", metavar="PATH", default=None,
                         help="write a heat map of tokens by iteration (when each token halted) to PATH")
     parser.add_argument("--pair", metavar="TEXT", default=None,
                         help="an optional second segment: [CLS] text [SEP] pair [SEP]")
+    from .hub import add_hub_arguments
+
+    add_hub_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    directory = resolve_model_dir(args.model)
+    directory = resolve_model_dir(args.model, args.revision, args.cache_dir)
     tokenizer = load_tokenizer(directory)
     if args.png is not None and not Path(args.png).resolve().parent.is_dir():
         raise FileNotFoundError(f"cannot write {args.png}: directory {Path(args.png).resolve().parent} does not exist")

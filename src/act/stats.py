@@ -337,7 +337,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conllu", metavar="FILE", default=None,
                         help="a CoNLL-U file instead: mean updates per word by UPOS and by DEPREL tag")
     parser.add_argument("--model", metavar="DIR", default=None,
-                        help="model directory (config.json, weights, spiece.model); default: the embedded demo model")
+                        help="model directory (config.json, weights, spiece.model) or hub id "
+                             "(e.g. asi/albert-act-tiny); default: the embedded demo model")
     parser.add_argument("--framework", choices=FRAMEWORKS, default="pytorch", help="run the model in PyTorch or Keras")
     parser.add_argument("--mask-rate", type=float, default=None,
                         help="text file: share of the ordinary tokens chosen for masking, split 80/10/10 "
@@ -361,6 +362,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--csv", metavar="PATH", default=None, help="write the table(s) as CSV")
     parser.add_argument("--png", metavar="PATH", default=None, help="write the figure as PNG")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from .hub import add_hub_arguments
+
+    add_hub_arguments(parser)
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -392,7 +396,7 @@ def run(args: argparse.Namespace) -> int:
         sentences = read_conllu(Path(args.conllu))
     else:
         lines = read_lines(Path(args.file))
-    directory = resolve_model_dir(args.model)
+    directory = resolve_model_dir(args.model, args.revision, args.cache_dir)
     tokenizer = load_tokenizer(directory)
     runner = Runner(directory, args.framework)
     if args.conllu is not None:

@@ -42,16 +42,22 @@ class CheckpointWarning(UserWarning):
     """A checkpoint loaded, but not all of the model comes from it (or not all of it went into the model)."""
 
 
-def resolve(source: str | os.PathLike, subfolder: str = "") -> Path | None:
-    """The local path of a model `source`: a directory or a file that exists. None for anything else (e.g. a hub
-    id: this package does not download; PyTorch `from_pretrained` then lets transformers fetch the files, and
-    still checks them here)."""
+def resolve(source: str | os.PathLike, subfolder: str = "", hub: dict | None = None) -> Path | None:
+    """The local path of a model `source`: a directory or a file that exists. A hub id is fetched (or found in the
+    local cache) by `act.hub.resolve_model` when `hub` options are given (a dict, possibly empty: revision,
+    cache_dir, local_files_only, token); without them None (PyTorch `from_pretrained` lets transformers fetch the
+    files, and still checks them here)."""
     path = Path(os.fspath(source)) / subfolder if subfolder else Path(os.fspath(source))
     if path.exists():
         return path
     # a TF1 prefix (model.ckpt-N) is not a file itself
     if Path(f"{path}.index").is_file():
         return path
+    if hub is not None:
+        from .. import hub as hub_ids
+
+        if hub_ids.is_hub_id(os.fspath(source)):
+            return hub_ids.resolve_model(source, subfolder=subfolder or None, **hub)
     return None
 
 
@@ -289,8 +295,9 @@ def keras_from_pretrained(cls, source, kwargs: dict, constructor_kwargs: tuple):
     from ..configuration import AlbertActConfig
 
     kwargs = dict(kwargs)
+    hub = {key: kwargs.pop(key) for key in ("revision", "cache_dir", "local_files_only", "token") if key in kwargs}
     overrides = {key: kwargs.pop(key) for key in list(kwargs) if key not in constructor_kwargs}
-    local = resolve(source)
+    local = resolve(source, kwargs.pop("subfolder", "") or "", hub=hub)
     if local is None:
         raise CheckpointError(f"{source}: no such model directory (one with {files.CONFIG_NAME} and the weights)")
     checkpoint = files.detect(local)
@@ -321,7 +328,11 @@ def save_keras(model, directory) -> Path:
     model.config.check()
     config = model.config.to_dict()
     config["architectures"] = [type(model).__name__[2:]]  # the PyTorch class of the same name
-    return files.write_canonical(directory, config, model.canonical_state_dict())
+    written = files.write_canonical(directory, config, model.canonical_state_dict())
+    from ..model_card import write_model_card
+
+    write_model_card(directory, config, num_parameters=model.count_params())
+    return written
 
 
 def save_pytorch(model, parent, directory, kwargs: dict):
@@ -336,6 +347,10 @@ def save_pytorch(model, parent, directory, kwargs: dict):
         kwargs = dict(kwargs, repo_id=Path(directory).name)  # transformers' default, not the staging name
     with atomic.transaction(directory, overwrite=True, replaces=files.is_model_file) as transaction:
         parent(transaction.path, **kwargs)
+    from ..model_card import write_model_card
+
+    write_model_card(directory, model.config, architecture=type(model).__name__,
+                     num_parameters=model.num_parameters())
     return None
 
 
