@@ -291,16 +291,20 @@ def test_save_pretrained_keeps_other_files_in_both_frameworks(tmp_path):
     write_tree(dest, {**OLD, **USER})
     model.save_pretrained(dest)
     assert sorted(model_files(dest)) == ["config.json", "model.safetensors"]  # the stale .bin is gone too
-    assert {k: v for k, v in tree(dest).items() if not files.is_model_file(k)} == USER
+    others = {k: v for k, v in tree(dest).items() if not files.is_model_file(k)}
+    card = others.pop("README.md")  # the model card, written because the user had none (act.model_card)
+    assert card.startswith(b"---\n") and b"AlbertActModel" in card
+    assert others == USER
     assert leftovers(tmp_path) == []
     pytest.importorskip("tensorflow")
     from act import TFAlbertActModel
 
     keras_model = TFAlbertActModel.from_pretrained(dest)
     write_tree(dest, {"pytorch_model.bin": b"stale again"})
+    (dest / "README.md").write_bytes(b"my own notes")
     keras_model.save_pretrained(dest)
     assert sorted(model_files(dest)) == ["config.json", "model.safetensors"]
-    assert {k: v for k, v in tree(dest).items() if not files.is_model_file(k)} == USER
+    assert {k: v for k, v in tree(dest).items() if not files.is_model_file(k)} == {**USER, "README.md": b"my own notes"}
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     for key, value in files.read_weights(dest).items():
         np.testing.assert_array_equal(value, state[key], err_msg=key)
