@@ -159,6 +159,33 @@ def test_an_encoder_loaded_into_a_task_model_initialises_the_head_and_says_so(tm
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_ignore_mismatched_sizes_in_both_frameworks(saved, framework, caplog):
+    """A weight of another shape (here the vocabulary) is a ShapeMismatchError, also a RuntimeError as in
+    transformers; with ignore_mismatched_sizes=True it is initialised instead, with transformers' "Reinit due to size
+    mismatch" warning on its logger and a CheckpointWarning, and every other weight is loaded."""
+    from act.checkpoints import ShapeMismatchError
+
+    config, model, state, directory = saved
+    with pytest.raises(ShapeMismatchError, match=r"word_embeddings\.weight has shape \(\d+, \d+\) in the "
+                                                 r"checkpoint but the model expects \(10, ") as error:
+        load(framework, directory, vocab_size=10)
+    assert isinstance(error.value, RuntimeError) and isinstance(error.value, CheckpointError)
+    assert "ignore_mismatched_sizes=True" in str(error.value)
+    with caplog.at_level("WARNING", logger="transformers.modeling_utils"):
+        with pytest.warns(CheckpointWarning, match=r"another shape .*newly initialised .*word_embeddings\.weight"):
+            loaded = load(framework, directory, vocab_size=10, ignore_mismatched_sizes=True)
+    assert any("Reinit due to size mismatch" in record.getMessage() and record.name == "transformers.modeling_utils"
+               for record in caplog.records)
+    got = loaded.canonical_state_dict() if framework == "keras" else \
+        {k: v.numpy() for k, v in loaded.state_dict().items()}
+    for key, value in state.items():
+        if "word_embeddings" in key or key not in got:
+            continue
+        np.testing.assert_array_equal(np.asarray(got[key]), value, err_msg=key)
+    assert np.asarray(got["embeddings.word_embeddings.weight"]).shape[0] == 10
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("override, message", [(dict(num_hidden_layers=0), "num_hidden_layers"),
                                                (dict(act_epsilon=2.0), "act_epsilon"),
                                                (dict(act_epsilon=-1.0), "act_epsilon"),

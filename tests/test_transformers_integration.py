@@ -229,9 +229,9 @@ def trainer_setup(tmp_path, **arguments):
     def compute_metrics(p):  # the usual one, from transformers' examples
         return {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())}
 
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_eval_batch_size=4,
-                             per_device_train_batch_size=4, report_to=[], save_strategy="no", use_cpu=True,
-                             num_train_epochs=1, **arguments)
+    arguments = {"per_device_train_batch_size": 4, "num_train_epochs": 1, **arguments}
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_eval_batch_size=4, report_to=[],
+                             save_strategy="no", use_cpu=True, **arguments)
     trainer = Trainer(model=model, args=args, train_dataset=rows, eval_dataset=rows, data_collator=collate,
                       compute_metrics=compute_metrics)
     return trainer, model, rows, collate
@@ -374,6 +374,30 @@ def test_activation_checkpointing_gives_the_same_gradients_and_recomputes_each_i
         torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-6, rtol=1e-5, msg=name)
     model.activation_checkpointing_disable()
     assert not model.is_activation_checkpointing
+
+
+def accumulated_step(tmp_path, batch_size, steps):
+    """The parameters after one optimiser step (plain SGD, no clipping) of transformers' own Trainer over the same
+    four examples: `steps` micro-batches of `batch_size` accumulated."""
+    trainer, model, rows, collate = trainer_setup(
+        tmp_path / f"{batch_size}x{steps}", per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=steps, max_steps=1, optim="sgd", learning_rate=0.5, lr_scheduler_type="constant",
+        max_grad_norm=0.0, weight_decay=0.0, seed=0)
+    trainer.train_dataset = rows[:4]
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer.train()
+    return {n: p.detach() - before[n] for n, p in model.named_parameters()}
+
+
+def test_trainer_gradient_accumulation_equals_the_larger_batch(tmp_path):
+    """Two accumulated micro-batches of 2 make the update of one batch of 4. The model takes **kwargs, so transformers
+    would assume it normalises the loss by `num_items_in_batch` itself and skip the division by the accumulation
+    steps (the update came out twice as large): `accepts_loss_kwargs = False` says it does not."""
+    assert AlbertActForSequenceClassification.accepts_loss_kwargs is False
+    whole, accumulated = accumulated_step(tmp_path, 4, 1), accumulated_step(tmp_path, 2, 2)
+    assert any(delta.abs().max() > 1e-4 for delta in whole.values())
+    for name, delta in whole.items():
+        torch.testing.assert_close(accumulated[name], delta, atol=1e-6, rtol=1e-4, msg=name)
 
 
 def test_trainer_with_activation_checkpointing(tmp_path):

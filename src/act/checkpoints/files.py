@@ -77,6 +77,11 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt, or does not match the model. The message names the file."""
 
 
+class ShapeMismatchError(CheckpointError, RuntimeError):
+    """A checkpoint tensor has another shape than the model's weight of the same name. Also a `RuntimeError`, as
+    transformers raises for it; `from_pretrained(..., ignore_mismatched_sizes=True)` initialises such weights."""
+
+
 def is_model_file(name: str) -> bool:
     """Whether a directory entry named `name` is part of the model (config or weights of any format)."""
     return bool(MODEL_FILES.match(name))

@@ -8,12 +8,13 @@ PyTorch `from_pretrained` (every format, including the safetensors/.bin files tr
 2. leave out buffers (`position_ids`) and tied copies (`names.TIED`; a copy must equal its source);
 3. check names, shapes and dtypes against the model: a missing or unexpected encoder tensor, a shape that differs
    from the model's, or a non-float tensor where the model has a float weight is a `CheckpointError` naming the
-   file and the tensors (and both shapes);
+   file and the tensors (and both shapes; a shape mismatch is a `ShapeMismatchError`, also a `RuntimeError` as in
+   transformers, and `ignore_mismatched_sizes=True` initialises such weights instead, with transformers' warning);
 4. say what was skipped and why (`LoadReport`). A task model loading a checkpoint without its head keeps the head's
    fresh initialisation and warns (`CheckpointWarning`), as transformers does; a converter (``strict=True``)
    refuses instead.
 
-`resolve` is the hook that turns a "source" (a path today) into local files.
+`resolve` is the hook that turns a "source" (a path, or a hub id through `act.hub`) into local files.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from . import files, names
-from .files import CheckpointError
+from .files import CheckpointError, ShapeMismatchError
 
 logger = logging.getLogger("act.checkpoints")
 
@@ -76,6 +77,7 @@ class LoadReport:
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # checkpoint name -> why
     initialised: list[str] = dataclasses.field(default_factory=list)  # model weights not in the checkpoint
     unused_heads: list[str] = dataclasses.field(default_factory=list)  # head tensors of another task model
+    reinitialised: list[str] = dataclasses.field(default_factory=list)  # of another shape (ignore_mismatched_sizes)
 
     def skipped_lines(self) -> list[str]:
         return [f"{name} ({why})" for name, why in self.skipped.items()]
@@ -88,6 +90,15 @@ class LoadReport:
         if self.initialised:
             warnings.warn(f"{self.source}: {self.model} weights not in the checkpoint, newly initialised (train them "
                           f"before use): {', '.join(self.initialised)}", CheckpointWarning, stacklevel=3)
+        if self.reinitialised:  # transformers' wording, on its logger (where its users and tests look for it)
+            lines = "\n".join(f"- {name}: {self.skipped[name]}" for name in self.reinitialised)
+            transformers_logger = logging.getLogger("transformers.modeling_utils")
+            transformers_logger.warning(
+                "%s: Reinit due to size mismatch (ignore_mismatched_sizes=True) of %d %s weight(s), newly "
+                "initialised (train them before use):\n%s", self.source, len(self.reinitialised), self.model, lines)
+            warnings.warn(f"{self.source}: {self.model} weights of another shape in the checkpoint, newly initialised "
+                          f"(ignore_mismatched_sizes=True): {', '.join(self.reinitialised)}", CheckpointWarning,
+                          stacklevel=3)
         for line in self.skipped_lines():
             logger.info("%s: skipped %s", self.source, line)
 
@@ -113,7 +124,7 @@ def _same(a, b) -> bool:
 
 
 def check_state(state: Mapping, expected: Mapping[str, tuple[tuple, bool]], source: str, model: str,
-                strict: bool = True, ties: bool = True, ignore_mismatched_heads: bool = False,
+                strict: bool = True, ties: bool = True, ignore_mismatched_sizes: bool = False,
                 skipped: Mapping[str, str] | None = None) -> tuple[dict, LoadReport]:
     """Check a checkpoint's canonical `state` against what a model expects; return (the tensors to load, report).
 
@@ -122,15 +133,17 @@ def check_state(state: Mapping, expected: Mapping[str, tuple[tuple, bool]], sour
     tensor of the checkpoint must be used; else (what `from_pretrained` does, as transformers) task-head weights
     may be missing (newly initialised) and another head's weights are left out, but the encoder must be complete
     and nothing unknown may be there. ties: the model ties `names.TIED` copies to their sources (they are then
-    never required). ignore_mismatched_heads: a head weight of another shape is left to its initialisation
-    (transformers' ``ignore_mismatched_sizes``), never an encoder weight. skipped: what the file reader left out.
+    never required). ignore_mismatched_sizes (transformers' option, asked for explicitly; not with strict): a weight
+    of another shape in the checkpoint is left to its initialisation, with the warning transformers gives ("Reinit
+    due to size mismatch"); without it a shape mismatch raises `ShapeMismatchError` (a `CheckpointError` and a
+    `RuntimeError`). skipped: what the file reader left out.
     """
     report = LoadReport(source=str(source), model=model, skipped=dict(skipped or {}))
     has_pooler = any(names.split_prefix(name)[1].startswith("pooler.") for name in expected)
     has_heads = any(names.is_head_name(name) for name in expected)
     renamed, left_out = names.match_model_names(state, expected, has_pooler=has_pooler)
     report.skipped.update(left_out)
-    problems = []
+    problems, mismatched = [], []
 
     for name in [n for n in renamed if names.is_ignored(n)]:
         report.skipped[name] = "buffer, not a weight"
@@ -166,19 +179,23 @@ def check_state(state: Mapping, expected: Mapping[str, tuple[tuple, bool]], sour
         value = renamed[name]
         got = tuple(value.shape)
         if got != tuple(shape):
-            if ignore_mismatched_heads and not strict and names.is_head_name(name):
+            if ignore_mismatched_sizes and not strict:
                 report.skipped[name] = f"shape {got} in the checkpoint, {tuple(shape)} in the model"
-                report.initialised.append(name)
+                report.reinitialised.append(name)
                 del renamed[name]
                 continue
-            problems.append(f"{name} has shape {got} in the checkpoint but the model expects {tuple(shape)}")
+            mismatched.append(f"{name} has shape {got} in the checkpoint but the model expects {tuple(shape)}")
         elif floating and not is_float(value):
             problems.append(f"{name} holds {_dtype_name(value)} values in the checkpoint but the model's weight is "
                             f"floating point (a checkpoint of another kind of model, or a corrupt file?)")
+    if mismatched:
+        hint = "" if strict else " (from_pretrained(..., ignore_mismatched_sizes=True) initialises them instead)"
+        raise ShapeMismatchError(f"{source}: " + "; ".join(problems + mismatched) + hint)
     if problems:
         raise CheckpointError(f"{source}: " + "; ".join(problems))
     report.loaded = sorted(renamed)
     report.initialised = sorted(report.initialised)
+    report.reinitialised = sorted(report.reinitialised)
     return renamed, report
 
 
@@ -246,7 +263,7 @@ def load_into_pytorch(model, state_dict, checkpoint_files, load_config, expected
     checked, report = check_state(
         state_dict, expected_from_torch(model), source, type(model).__name__, strict=False,
         ties=bool(getattr(model.config, "tie_word_embeddings", True)),
-        ignore_mismatched_heads=bool(getattr(load_config, "ignore_mismatched_sizes", False)), skipped=skipped)
+        ignore_mismatched_sizes=bool(getattr(load_config, "ignore_mismatched_sizes", False)), skipped=skipped)
     report.emit()
     return parent(model, _as_torch(checked), None, load_config, expected_keys)
 
@@ -273,11 +290,11 @@ def expected_from_keras(model) -> dict[str, tuple[tuple, bool]]:
 
 
 def load_into_keras(model, state: Mapping, source: str = "state dict", strict: bool = True,
-                    skipped: Mapping[str, str] | None = None) -> LoadReport:
+                    skipped: Mapping[str, str] | None = None, ignore_mismatched_sizes: bool = False) -> LoadReport:
     """`TFAlbertActPreTrainedModel.load_canonical_state_dict`: check, then assign (NumPy or torch values)."""
     table = model.canonical_variables()
     checked, report = check_state(state, expected_from_keras(model), source, type(model).__name__, strict=strict,
-                                  skipped=skipped)
+                                  skipped=skipped, ignore_mismatched_sizes=ignore_mismatched_sizes)
     report.emit()
     for name, (variable, transpose) in table.items():
         if name in checked:
@@ -296,6 +313,7 @@ def keras_from_pretrained(cls, source, kwargs: dict, constructor_kwargs: tuple):
 
     kwargs = dict(kwargs)
     hub = {key: kwargs.pop(key) for key in ("revision", "cache_dir", "local_files_only", "token") if key in kwargs}
+    ignore_mismatched_sizes = bool(kwargs.pop("ignore_mismatched_sizes", False))
     overrides = {key: kwargs.pop(key) for key in list(kwargs) if key not in constructor_kwargs}
     local = resolve(source, kwargs.pop("subfolder", "") or "", hub=hub)
     if local is None:
@@ -318,7 +336,8 @@ def keras_from_pretrained(cls, source, kwargs: dict, constructor_kwargs: tuple):
     skipped: dict = {}
     state = files.read_weights(checkpoint, skipped=skipped)
     label = str(checkpoint.directory if checkpoint.shards else checkpoint.path)
-    load_into_keras(model, state, source=label, strict=False, skipped=skipped)
+    load_into_keras(model, state, source=label, strict=False, skipped=skipped,
+                    ignore_mismatched_sizes=ignore_mismatched_sizes)
     return model
 
 

@@ -23,6 +23,10 @@ class AlbertActBase(PreTrainedModel):
     _supports_sdpa = True
     supports_gradient_checkpointing = True
     _supports_attention_backend = True
+    # forward takes **kwargs (attention backend options), so transformers' Trainer would take it for a model that
+    # normalises its loss by `num_items_in_batch` and skip the division by the gradient accumulation steps; our
+    # losses are means already (the ponder cost too), so it must divide: the update would otherwise grow with them.
+    accepts_loss_kwargs = False
     _input_embed_layer = "word_embeddings"  # get/set_input_embeddings find `embeddings.word_embeddings`
     # Published research checkpoints carry this buffer; it is rebuilt at init, so it is not a weight.
     _keys_to_ignore_on_load_unexpected = [r"embeddings\.position_ids", r"embeddings\.token_type_ids"]

@@ -35,7 +35,8 @@ def graph_loop(layer, hidden, additive_mask, state, cap, threshold):
         output, probability, _ = layer(hidden, additive)
         *new_state, weight = halting.step(OPS, carried[..., 0], carried[..., 1], carried[..., 2], probability,
                                           threshold)
-        return iteration + 1, halting.update(OPS, hidden, output, weight), torch.stack((*new_state, carried[..., 3]), -1)
+        carried = torch.stack((*new_state, carried[..., 3]), -1)
+        return iteration + 1, halting.update(OPS, hidden, output, weight), carried
 
     mask = (additive_mask[:, 0, 0, :] == 0).to(state[0].dtype)
     iteration = torch.zeros((), dtype=torch.int64, device=hidden.device)
