@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
-
 from transformers import PretrainedConfig
 
 # Keys written by the original ALBERT code and kept in the published ALBERT-ACT configs. They describe
@@ -140,6 +138,8 @@ class AlbertActConfig(PretrainedConfig):
         `ValueError` naming the argument. Both must be Python numbers, also in compiled code (the cap sizes the
         loop and the fixed-length histories when traced).
         """
+        import numbers
+
         overrides = dict(overrides or {})
         unknown = sorted(set(overrides) - set(HALTING_KNOBS))
         if strict and unknown:
