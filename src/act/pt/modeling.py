@@ -23,7 +23,7 @@ from ..configuration import AlbertActConfig, problem_type
 from ..inputs import mark_outputs
 from ..weights import TIED
 from .base import AlbertActBase
-from .ops import FFN_CHUNK_TOKENS, OPS, eager_attention_forward, key_value_projection, sizes
+from .ops import FFN_CHUNK_TOKENS, OPS, eager_attention_forward, key_value_projection, nonzero, sizes
 from .outputs import (
     AlbertActEncoderOutput,
     AlbertActForPreTrainingOutput,
@@ -269,7 +269,7 @@ class AlbertActEncoder(nn.Module):
         running tokens; the active rows, or None when every row has one; query_length). No host sync."""
         active = None
         if active_rows != counts.shape[0]:
-            active = torch.nonzero_static(counts, size=active_rows).squeeze(1)
+            active = nonzero(counts > 0, active_rows)
         if row.shape[0] == active_rows * query_length:
             return None, active, query_length
         first = counts.cumsum(0) - counts  # index of each row's first running token
@@ -307,7 +307,7 @@ class AlbertActEncoder(nn.Module):
         running = halting.running(state[0])
         counts = running.sum(1)
         size, go, active_rows, query_length = sizes(running.reshape(-1), state[0] < threshold, counts)
-        index = torch.nonzero_static(running.reshape(-1), size=size).squeeze(1)  # row-major, stays sorted
+        index = nonzero(running.reshape(-1), size)  # row-major, stays sorted
         row = torch.div(index, length, rounding_mode="floor")
         states = flat if size == batch * length else flat.index_select(0, index)
         packed_state = [value.reshape(-1).index_select(0, index) for value in state]  # (hp, R, N) of `index`
@@ -333,7 +333,7 @@ class AlbertActEncoder(nn.Module):
             if size < index.shape[0]:  # some tokens halted: record their final state, drop them
                 for full, value in zip(state[1:], packed_state[1:]):
                     full.view(-1).index_copy_(0, index, value)
-                keep = torch.nonzero_static(keep, size=size).squeeze(1)
+                keep = nonzero(keep, size)
                 index, row, states = (value.index_select(0, keep) for value in (index, row, states))
                 packed_state = [value.index_select(0, keep) for value in packed_state]
                 packing = None

@@ -55,6 +55,18 @@ def sizes(running, below, counts):
     return torch.stack((running.sum(), below.any().to(counts.dtype), (counts > 0).sum(), counts.max())).tolist()
 
 
+# nonzero_static runs on CUDA from torch 2.6 on (on the CPU since 2.1)
+_STATIC_ON_EVERY_DEVICE = torch.__version__ >= "2.6"
+
+
+def nonzero(mask, size):
+    """The indices (size,) of the True entries of the 1-D bool `mask`, whose number `size` the caller read on the
+    host (`sizes`): `nonzero_static`, which needs no device sync; plain `nonzero` where a torch build lacks it."""
+    if _STATIC_ON_EVERY_DEVICE or mask.device.type == "cpu":
+        return torch.nonzero_static(mask, size=size).squeeze(1)
+    return mask.nonzero().squeeze(1)
+
+
 def key_value_projection(attention):
     """x -> [key(x) | value(x)], (n, 2 * hidden): one GEMM with the two weights concatenated (once per call of the
     fast loop) when both are plain `nn.Linear` without hooks; else the two modules' own outputs concatenated (a
@@ -83,4 +95,4 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
     return output, weights
 
 
-__all__ = ["OPS", "FFN_CHUNK_TOKENS", "eager_attention_forward", "key_value_projection", "sizes"]
+__all__ = ["OPS", "FFN_CHUNK_TOKENS", "eager_attention_forward", "key_value_projection", "nonzero", "sizes"]
