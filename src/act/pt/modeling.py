@@ -321,8 +321,8 @@ class AlbertActEncoder(nn.Module):
             output, probability = layer.forward_running(states, keys, values, additive_mask, packing, chunk_size)
             *packed_state, weight = halting.step(OPS, *packed_state, probability, threshold)
             states = halting.update(OPS, states, output, weight)  # a token with w = 0 keeps its state exactly
-            flat.index_copy_(0, index, states)
-            if output_hidden_states:
+            if output_hidden_states:  # else the running tokens' states are written back when they halt
+                flat.index_copy_(0, index, states)
                 all_hidden = all_hidden + (flat.view(batch, length, width).clone(),)
             stale, stale_states = index, states
             keep = halting.running(packed_state[0])
@@ -331,6 +331,8 @@ class AlbertActEncoder(nn.Module):
             if not go:
                 break
             if size < index.shape[0]:  # some tokens halted: record their final state, drop them
+                halted = nonzero(~keep, index.shape[0] - size)
+                flat.index_copy_(0, index.index_select(0, halted), states.index_select(0, halted))
                 for full, value in zip(state[1:], packed_state[1:]):
                     full.view(-1).index_copy_(0, index, value)
                 keep = nonzero(keep, size)
@@ -338,7 +340,8 @@ class AlbertActEncoder(nn.Module):
                 packed_state = [value.index_select(0, keep) for value in packed_state]
                 packing = None
 
-        for full, value in zip(state[1:], packed_state[1:]):  # the tokens still running when the loop ended
+        flat.index_copy_(0, index, states)  # the tokens still running when the loop ended
+        for full, value in zip(state[1:], packed_state[1:]):
             full.view(-1).index_copy_(0, index, value)
         if output_hidden_states:  # fixed length, as in forward_dense
             all_hidden = all_hidden + (all_hidden[-1],) * (cap + 1 - len(all_hidden))
