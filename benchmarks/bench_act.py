@@ -66,6 +66,9 @@ def parse_args(argv=None):
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="dtype of the PyTorch models' layers")
     parser.add_argument("--threads", type=int, default=2, help="torch / TF intra-op threads on CPU")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (each runs every variant once)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: elapsed time; cpu: the process's CPU time (all threads), which other jobs on a "
+                             "shared machine barely change: use it with --threads 1")
     parser.add_argument("--batch", type=int)
     parser.add_argument("--seq", type=int)
     parser.add_argument("--cap", type=int, help="iteration cap (num_hidden_layers)")
@@ -364,11 +367,12 @@ def main(argv=None):
 
     times = {name: [] for name in run}
     order = list(run)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     for round_ in range(args.repeats):
         for name in order[round_ % len(order):] + order[:round_ % len(order)]:  # rotate: fair under load
-            start = time.perf_counter()
+            start = clock()
             run[name]()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     memory = {}
@@ -381,7 +385,8 @@ def main(argv=None):
                 print(f"memory {name}: {error}")
 
     median = {name: statistics.median(values) for name, values in times.items()}
-    print(f"\n{args.repeats} timed rounds, medians (load1 before/after: {load:.1f}/{load_after:.1f})")
+    print(f"\n{args.repeats} timed rounds, medians of {'CPU' if args.clock == 'cpu' else 'wall-clock'} seconds "
+          f"(load1 before/after: {load:.1f}/{load_after:.1f})")
     header = (f"{'variant':15s} {'depth':>9s} {'median s':>9s} {'min s':>8s} {'tokens/s':>9s} "
               f"{'vs act-dense':>12s} {'time / albert@mean':>18s} {'peak MiB':>9s}")
     print(header)

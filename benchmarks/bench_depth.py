@@ -49,6 +49,8 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (each runs every setting once)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: the process's CPU time, which other jobs barely change (use with --threads 1)")
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--png", help="also draw the curves (needs matplotlib)")
     parser.add_argument("--json", help="also write the results to this file")
@@ -115,15 +117,15 @@ def evaluate(model, batches, knob):
     return updates / tokens, correct / max(chosen, 1)
 
 
-def time_encoder(model, batches, knob):
-    """Seconds for one pass of the encoder alone over the text."""
+def time_encoder(model, batches, knob, clock=time.perf_counter):
+    """Seconds (of `clock`) for one pass of the encoder alone over the text."""
     import torch
 
-    start = time.perf_counter()
+    start = clock()
     with torch.inference_mode():
         for batch in batches:
             model.albert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **knob)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def machine():
@@ -159,10 +161,11 @@ def main(argv=None):
                                                                 evaluate(model, batches, knob))))
         time_encoder(model, batches, knob)  # warm-up
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     for round_ in range(args.repeats):  # interleaved and rotated: fair under a varying load
         order = list(results)
         for index in order[round_ % len(order):] + order[:round_ % len(order)]:
-            results[index]["seconds"].append(time_encoder(model, batches, settings[index]))
+            results[index]["seconds"].append(time_encoder(model, batches, settings[index], clock))
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     reference = statistics.median(results[0]["seconds"])
     tokens = sum(int(batch["attention_mask"].sum()) for batch in batches)
@@ -170,7 +173,8 @@ def main(argv=None):
     header = (f"{directory.name} ({config.hidden_size} hidden, trained act_epsilon {trained_epsilon}, cap "
               f"{trained_cap}) on {text.name}: {len(batches)} batches, {tokens} tokens, {args.mask_rate:.0%} chosen "
               f"(seed {args.seed}); {machine()}, {args.threads} threads, torch {torch.__version__}; medians of "
-              f"{args.repeats} rounds, load average {load:.1f} / {load_after:.1f}")
+              f"{args.repeats} rounds of {'CPU' if args.clock == 'cpu' else 'wall-clock'} time, load average "
+              f"{load:.1f} / {load_after:.1f}")
     rows = ["| act_epsilon | max_iterations | mean updates | MLM accuracy | encoder s | tokens/s | vs trained |",
             "|---|---|---|---|---|---|---|"]
     for index, result in results.items():
