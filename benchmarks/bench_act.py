@@ -5,9 +5,11 @@ A benchmark, not a test. In one run, on the same inputs, it times (medians over 
 
 - ``act-dense``      AlbertActModel, dense loop (every token through the layer at every iteration)
 - ``act-fast``       AlbertActModel, fast loop (the default under no_grad: only running tokens, cached K/V)
-- ``act-compiled``   the same model through ``torch.compile(model, dynamic=True)`` (Inductor; compiled in the
-                     warm-up, which prints how long that took; shapes are symbolic, so other batch sizes and lengths
-                     reuse the build, except for a few new branch patterns of the loop at first sight)
+- ``act-compiled``   the same model through ``torch.compile(model, dynamic=True)`` with Inductor's ``freezing``
+                     (weights folded as constants, so on a CPU the linear layers run as prepacked oneDNN kernels;
+                     compiled in the warm-up, which prints how long that took; shapes are symbolic, so other batch
+                     sizes and lengths reuse the build, except for a few new branch patterns of the loop at first
+                     sight). ``--no-freezing``: plain ``torch.compile``
 - ``albert@cap``     transformers AlbertModel with num_hidden_layers = the ACT iteration cap
 - ``albert@mean``    transformers AlbertModel with num_hidden_layers = round(mean updates of the ACT run)
 - ``keras-eager`` / ``keras-xla``  TFAlbertActModel (same weights, its fast loop) eagerly and under
@@ -77,6 +79,7 @@ def parse_args(argv=None):
     parser.add_argument("--ragged", action="store_true", help="pad rows to random lengths (default: full rows)")
     parser.add_argument("--no-keras", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--no-freezing", action="store_true", help="act-compiled without Inductor's freezing")
     parser.add_argument("--variants", help="comma-separated subset of " + ",".join(VARIANTS))
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--seed", type=int, default=0)
@@ -208,6 +211,9 @@ def runners(args, names, act_model=None, ids=None, mask=None, depth=None):
     if "act-fast" in names:
         out["act-fast"] = torch_runner(act_model)
     if "act-compiled" in names:
+        import torch._inductor.config
+
+        torch._inductor.config.freezing = not args.no_freezing  # read when the model is first compiled
         out["act-compiled"] = torch_runner(torch.compile(act_model, dynamic=True))
     if "albert@cap" in names:
         out["albert@cap"] = torch_runner(build_albert(args, args.spec["num_hidden_layers"]))
