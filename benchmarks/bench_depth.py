@@ -172,7 +172,7 @@ def main(argv=None):
 
     header = (f"{directory.name} ({config.hidden_size} hidden, trained act_epsilon {trained_epsilon}, cap "
               f"{trained_cap}) on {text.name}: {len(batches)} batches, {tokens} tokens, {args.mask_rate:.0%} chosen "
-              f"(seed {args.seed}); {machine()}, {args.threads} threads, torch {torch.__version__}; medians of "
+              f"(seed {args.seed}); {machine()}, {args.threads} thread(s), torch {torch.__version__}; medians of "
               f"{args.repeats} rounds of {'CPU' if args.clock == 'cpu' else 'wall-clock'} time, load average "
               f"{load:.1f} / {load_after:.1f}")
     rows = ["| act_epsilon | max_iterations | mean updates | MLM accuracy | encoder s | tokens/s | vs trained |",
