@@ -5,8 +5,14 @@ A benchmark, not a test. In one run, on the same inputs, it times (medians over 
 
 - ``act-dense``      AlbertActModel, dense loop (every token through the layer at every iteration)
 - ``act-fast``       AlbertActModel, fast loop (the default under no_grad: only running tokens, cached K/V)
+- ``act-compiled``   the same model through ``torch.compile(model, dynamic=True)`` with Inductor's ``freezing``
+                     (weights folded as constants, so on a CPU the linear layers run as prepacked oneDNN kernels;
+                     compiled in the warm-up, which prints how long that took; shapes are symbolic, so other batch
+                     sizes and lengths reuse the build, except for a few new branch patterns of the loop at first
+                     sight). ``--no-freezing``: plain ``torch.compile``
 - ``albert@cap``     transformers AlbertModel with num_hidden_layers = the ACT iteration cap
 - ``albert@mean``    transformers AlbertModel with num_hidden_layers = round(mean updates of the ACT run)
+- ``albert@mean-compiled``  that AlbertModel compiled like ``act-compiled`` (the same-compiler baseline)
 - ``keras-eager`` / ``keras-xla``  TFAlbertActModel (same weights, its fast loop) eagerly and under
                      jit_compile=True, when act.tf is importable (skip with --no-keras)
 - ``keras-xla-dense``  TFAlbertActModel with its dense loop, under jit_compile=True
@@ -16,11 +22,16 @@ realistic spread of depths (base: mean about 9 of a cap of 24, a tail up to the 
 Peak memory: on CPU, the peak RSS increase of one forward over the RSS before it, measured in a fresh
 subprocess per variant (glibc's mmap threshold is pinned so freed tensors leave the RSS); on CUDA,
 torch.cuda.max_memory_allocated above the allocation before the forward. Not measured for Keras (TensorFlow
-pools host memory, so the RSS of a repeated call does not show what a forward needs).
+pools host memory, so the RSS of a repeated call does not show what a forward needs) nor for ``act-compiled``
+(each memory worker would compile again).
+
+On a GPU: ``--device cuda`` (every model and input on that device, timings synchronised), ``--dtype bfloat16`` or
+``float16`` for half-precision layers (the halting state stays float32, ACT_SEMANTICS.md "Halting dtype").
 
     .venv/bin/python benchmarks/bench_act.py                    # base size, CPU, 2 threads
     .venv/bin/python benchmarks/bench_act.py --size tiny
     .venv/bin/python benchmarks/bench_act.py --device cuda      # same benchmark on a GPU (no Keras there)
+    .venv/bin/python benchmarks/bench_act.py --device cuda --dtype bfloat16 --batch 64
 """
 
 from __future__ import annotations
@@ -46,15 +57,21 @@ SIZES = {
                  num_hidden_layers=6, batch=8, seq=128, bias=-0.2, gain=1.0),
 }
 VOCAB = 30000
-VARIANTS = ("act-dense", "act-fast", "albert@cap", "albert@mean", "keras-eager", "keras-xla", "keras-xla-dense")
+VARIANTS = ("act-dense", "act-fast", "act-compiled", "albert@cap", "albert@mean", "albert@mean-compiled",
+            "keras-eager", "keras-xla", "keras-xla-dense")
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="base")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="dtype of the PyTorch models' layers")
     parser.add_argument("--threads", type=int, default=2, help="torch / TF intra-op threads on CPU")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (each runs every variant once)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: elapsed time; cpu: the process's CPU time (all threads), which other jobs on a "
+                             "shared machine barely change: use it with --threads 1")
     parser.add_argument("--batch", type=int)
     parser.add_argument("--seq", type=int)
     parser.add_argument("--cap", type=int, help="iteration cap (num_hidden_layers)")
@@ -63,6 +80,7 @@ def parse_args(argv=None):
     parser.add_argument("--ragged", action="store_true", help="pad rows to random lengths (default: full rows)")
     parser.add_argument("--no-keras", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--no-freezing", action="store_true", help="act-compiled without Inductor's freezing")
     parser.add_argument("--variants", help="comma-separated subset of " + ",".join(VARIANTS))
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--seed", type=int, default=0)
@@ -124,7 +142,7 @@ def build_act(args):
         halting.weight.copy_(torch.randn(halting.weight.shape, generator=generator) * spec["gain"]
                              / spec["hidden_size"] ** 0.5)
         halting.bias.fill_(spec["bias"])
-    return model.to(args.device)
+    return model.to(args.device, getattr(torch, args.dtype))
 
 
 def build_albert(args, depth):
@@ -138,7 +156,7 @@ def build_albert(args, depth):
                           num_hidden_layers=depth, hidden_act="gelu", hidden_dropout_prob=0.0,
                           attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.0)
     torch.manual_seed(args.seed)
-    return AlbertModel(config).eval().to(args.device)
+    return AlbertModel(config).eval().to(args.device, getattr(torch, args.dtype))
 
 
 def keras_available():
@@ -190,13 +208,21 @@ def runners(args, names, act_model=None, ids=None, mask=None, depth=None):
         config.act_fast_path = False
         dense_model = AlbertActModel(config)
         dense_model.load_state_dict(act_model.state_dict())
-        out["act-dense"] = torch_runner(dense_model.eval().to(args.device))
+        out["act-dense"] = torch_runner(dense_model.eval().to(args.device, getattr(torch, args.dtype)))
     if "act-fast" in names:
         out["act-fast"] = torch_runner(act_model)
+    if "act-compiled" in names or "albert@mean-compiled" in names:
+        import torch._inductor.config
+
+        torch._inductor.config.freezing = not args.no_freezing  # read when a model is first compiled
+    if "act-compiled" in names:
+        out["act-compiled"] = torch_runner(torch.compile(act_model, dynamic=True))
     if "albert@cap" in names:
         out["albert@cap"] = torch_runner(build_albert(args, args.spec["num_hidden_layers"]))
     if "albert@mean" in names:
         out["albert@mean"] = torch_runner(build_albert(args, depth))
+    if "albert@mean-compiled" in names:
+        out["albert@mean-compiled"] = torch_runner(torch.compile(build_albert(args, depth), dynamic=True))
     if any(name.startswith("keras") for name in names):
         import tensorflow as tf
 
@@ -263,11 +289,30 @@ def measure_memory(args, name, depth):
             command += [f"--{key}", str(getattr(args, key))]
     if args.ragged:
         command.append("--ragged")
+    command += ["--dtype", args.dtype]
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode:
         return None, result.stderr.strip().splitlines()[-1:] or ["failed"]
     return json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"], None
+
+
+def machine(device):
+    """The CPU model name (and the GPU's name on CUDA) and the number of CPU threads available."""
+    import platform
+
+    import torch
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), name)
+    except OSError:
+        pass
+    text = f"{name}, {os.cpu_count()} CPU threads"
+    if device.startswith("cuda"):
+        text += f"; GPU {torch.cuda.get_device_name(torch.device(device))}"
+    return text
 
 
 def histogram(updates, mask, cap):
@@ -291,8 +336,9 @@ def main(argv=None):
     spec = args.spec
     names = list(VARIANTS) if not args.variants else [n.strip() for n in args.variants.split(",")]
     keras_note = None
-    if args.no_keras or args.device.startswith("cuda"):
-        keras_note = "skipped (--no-keras)" if args.no_keras else "skipped on CUDA (TF here is a CPU build)"
+    if args.no_keras or args.device.startswith("cuda") or args.dtype != "float32":
+        keras_note = ("skipped (--no-keras)" if args.no_keras else "skipped on CUDA (TF here is a CPU build)"
+                      if args.device.startswith("cuda") else "skipped (float32 only)")
     else:
         keras_note = keras_available()
     if keras_note:
@@ -306,7 +352,9 @@ def main(argv=None):
     mean = float(reference[mask > 0].mean())
     depth = max(1, round(mean))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"size={args.size} device={args.device} threads={args.threads} batch={spec['batch']} seq={spec['seq']} "
+    print(f"machine: {machine(args.device)}")
+    print(f"size={args.size} device={args.device} dtype={args.dtype} threads={args.threads} batch={spec['batch']} "
+          f"seq={spec['seq']} "
           f"hidden={spec['hidden_size']} heads={spec['num_attention_heads']} "
           f"intermediate={spec['intermediate_size']} embedding={spec['embedding_size']} "
           f"cap={spec['num_hidden_layers']} tokens={tokens} torch={torch.__version__} load1={load:.1f}")
@@ -329,31 +377,34 @@ def main(argv=None):
 
     times = {name: [] for name in run}
     order = list(run)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     for round_ in range(args.repeats):
         for name in order[round_ % len(order):] + order[:round_ % len(order)]:  # rotate: fair under load
-            start = time.perf_counter()
+            start = clock()
             run[name]()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     memory = {}
     if not args.no_memory:
         for name in run:
-            if name.startswith("keras"):
+            if name.startswith("keras") or name.endswith("compiled"):
                 continue  # TensorFlow keeps host memory in its own pools: the RSS of a repeat call shows ~0
             memory[name], error = measure_memory(args, name, depth)
             if error:
                 print(f"memory {name}: {error}")
 
     median = {name: statistics.median(values) for name, values in times.items()}
-    print(f"\n{args.repeats} timed rounds, medians (load1 before/after: {load:.1f}/{load_after:.1f})")
+    print(f"\n{args.repeats} timed rounds, medians of {'CPU' if args.clock == 'cpu' else 'wall-clock'} seconds "
+          f"(load1 before/after: {load:.1f}/{load_after:.1f})")
     header = (f"{'variant':15s} {'depth':>9s} {'median s':>9s} {'min s':>8s} {'tokens/s':>9s} "
               f"{'vs act-dense':>12s} {'time / albert@mean':>18s} {'peak MiB':>9s}")
     print(header)
     print("-" * len(header))
     rows = []
     for name in run:
-        depth_text = {"albert@cap": str(spec["num_hidden_layers"]), "albert@mean": str(depth)}.get(
+        depth_text = {"albert@cap": str(spec["num_hidden_layers"]), "albert@mean": str(depth),
+                      "albert@mean-compiled": str(depth)}.get(
             name, f"ACT {mean:.1f}")
         speedup = median["act-dense"] / median[name] if "act-dense" in median else float("nan")
         relative = median[name] / median["albert@mean"] if "albert@mean" in median else float("nan")
@@ -367,6 +418,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(dict(args={k: v for k, v in vars(args).items() if k != "spec"}, spec=spec, mean_updates=mean,
+                           machine=machine(args.device),
                            albert_mean_depth=depth, tokens=tokens, rows=rows, load1=[load, load_after]),
                       handle, indent=1)
 

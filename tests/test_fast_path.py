@@ -307,3 +307,102 @@ def test_readme_speed_section_runs():
     for block in blocks:
         exec(compile(block, "README.md#speed", "exec"), namespace)
     assert torch.equal(namespace["fast"].updates, namespace["dense"].updates)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Device-clean and compiled: what can be checked of the GPU path on a CPU
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_every_tensor_of_the_loop_follows_the_input_device(fast):
+    """With the default device set to "meta", a tensor created without an explicit device (a CPU-only habit that
+    breaks on a GPU) lands on "meta" and the first operation mixing it with the CPU inputs fails."""
+    config, model, state = build("mixed", seed=5)
+    model.config.act_fast_path = fast
+    ids, mask, types = cases.make_inputs(seed=3, batch=5, length=16, padding="allpad")
+    with torch.no_grad():
+        expected = model(**inputs(ids, mask, types))
+        torch.set_default_device("meta")
+        try:
+            out = model(**inputs(ids, mask, types), output_hidden_states=True)
+        finally:
+            torch.set_default_device(None)
+    assert out.last_hidden_state.device.type == out.updates.device.type == "cpu"
+    np.testing.assert_array_equal(out.updates.numpy(), expected.updates.numpy())
+    model.config.act_fast_path = True
+
+
+class SyncSpy(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the operations that read a tensor's value on the host (a device sync on a GPU)."""
+
+    SYNCS = {"aten._local_scalar_dense.default", "aten.nonzero.default", "aten.is_nonzero.default"}
+
+    def __init__(self):
+        super().__init__()
+        self.syncs = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func) in self.SYNCS:
+            self.syncs.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_fast_loop_syncs_once_per_iteration(monkeypatch):
+    """The sizes of the next iteration are data-dependent, so eager PyTorch must read them on the host: the fast loop
+    does it once per iteration (`act.pt.ops.sizes`, one small tensor) and nowhere else (no `.item()`, `bool()`,
+    `nonzero()`: the loop uses `nonzero_static` with the size it read)."""
+    import act.pt.modeling as modeling
+
+    config, model, state = build("mixed", seed=5)
+    ids, mask, types = cases.make_inputs(seed=3, batch=5, length=16, padding="ragged")
+    calls = []
+    original = modeling.sizes
+    monkeypatch.setattr(modeling, "sizes", lambda *a: calls.append(1) or original(*a))
+    with torch.no_grad():
+        embeddings = model.embeddings(torch.from_numpy(ids), torch.from_numpy(types))
+        hidden = model.encoder.embedding_hidden_mapping_in(embeddings)
+        spy = SyncSpy()
+        with spy:
+            out = model.encoder.forward_fast(hidden, torch.from_numpy(mask))
+    assert spy.syncs == []
+    assert len(calls) == int(out.updates.max()) + 1  # one before the loop, one per iteration
+    assert int(out.updates.max()) >= 3
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("regime", ["step1", "cap", "mixed"])
+def test_fast_loop_in_half_precision(dtype, regime, monkeypatch):
+    """float16 / bfloat16 layers with the float32 halting state (ACT_SEMANTICS.md "Halting dtype"), as on a GPU."""
+    config, model, state = build(regime, seed=8)
+    ids, mask, types = cases.make_inputs(seed=4, batch=4, length=12, padding="ragged")
+    reference = oracle.forward(config, state, ids, mask, types)
+    model = model.to(dtype)
+    fast, dense = run_both(model, ids, mask, types, monkeypatch)
+    assert fast.last_hidden_state.dtype == dtype
+    assert fast.updates.dtype == fast.remainders.dtype == torch.float32
+    assert torch.isfinite(fast.last_hidden_state).all()
+    valid = mask > 0
+    if regime != "mixed":  # decisions far from the threshold: exact counts even in half precision
+        np.testing.assert_array_equal(fast.updates.numpy(), reference["updates"])
+        np.testing.assert_array_equal(dense.updates.numpy(), reference["updates"])
+    else:  # the same counts as the dense loop wherever the float64 run decided far from the threshold
+        far = valid & (reference["margin"] > 0.05)
+        assert far.sum() > valid.sum() // 2
+        np.testing.assert_array_equal(fast.updates.numpy()[far], dense.updates.numpy()[far])
+
+
+def test_compiled_fast_loop_equals_eager():
+    """torch.compile (dynamic shapes) of a model whose fast loop runs: the same counts and states as eager. The
+    "aot_eager" backend traces through AOTAutograd (functionalisation of the loop's in-place index_copy_) without
+    Inductor's code generation, to keep the test fast; benchmarks/bench_act.py measures the Inductor build."""
+    config, model, state = build("mixed", seed=5)
+    compiled = torch.compile(model, backend="aot_eager", dynamic=True)
+    for seed, (batch, length) in enumerate([(5, 16), (3, 11)]):
+        ids, mask, types = cases.make_inputs(seed=30 + seed, batch=batch, length=length, padding="ragged")
+        with torch.no_grad():
+            eager = model(**inputs(ids, mask, types))
+            out = compiled(**inputs(ids, mask, types))
+        np.testing.assert_array_equal(out.updates.numpy(), eager.updates.numpy())
+        for name in ("last_hidden_state", "remainders", "pooler_output"):
+            np.testing.assert_allclose(getattr(out, name).numpy(), getattr(eager, name).numpy(), atol=1e-5, rtol=0)

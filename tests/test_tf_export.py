@@ -57,6 +57,31 @@ def test_served_equals_eager_at_two_lengths(exported, batch, length):
     assert len(np.unique(reference["updates"][mask.astype(bool)])) > 1
 
 
+def test_export_into_an_existing_directory_keeps_other_files_and_a_failed_export_keeps_the_old_one(exported,
+                                                                                                  tmp_path):
+    """Nothing lost: the SavedModel is written aside and put in place as a whole; in an existing directory only its
+    own entries are replaced (a user's file stays), and an export that fails leaves the previous SavedModel."""
+    config, _, model, _ = exported
+    path = tmp_path / "served"
+    path.mkdir()
+    (path / "notes.txt").write_text("mine")
+    model.export(str(path), format="tf_saved_model", verbose=False)
+    first = (path / "saved_model.pb").read_bytes()
+    with pytest.raises(Exception):  # a signature Keras cannot trace: the export fails after staging began
+        model.export(str(path), format="tf_saved_model", verbose=False,
+                     input_signature=[{"input_ids": tf.TensorSpec((None, None, None, None), tf.float32)}])
+    assert (path / "saved_model.pb").read_bytes() == first and (path / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["served"]  # no staging or lock left behind
+    assert not any(p.name.startswith(".act") for p in path.iterdir())
+    model.export(str(path), format="tf_saved_model", verbose=False)  # replacing works, the user's file stays
+    assert (path / "notes.txt").read_text() == "mine"
+    served = tf.saved_model.load(str(path))
+    ids, mask, types = cases.make_inputs(5, batch=2, length=6)
+    inputs = {"input_ids": ids.astype("int32"), "attention_mask": mask.astype("int32"),
+              "token_type_ids": types.astype("int32")}
+    np.testing.assert_array_equal(served.serve(inputs)["updates"].numpy(), model(inputs)["updates"].numpy())
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Export whatever built the model: `fit`, a call, `predict`, `from_pretrained` (Keras builds a subclassed model
 # from float placeholders unless told otherwise); the served signature gives what `predict` gives.

@@ -24,6 +24,10 @@ ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "silu": "
 SUPPORTED_ACTIVATIONS = tuple(ACTIVATIONS)
 
 
+# The per-call keywords of the compute knob (`AlbertActConfig.halting_limits`), in both frameworks.
+HALTING_KNOBS = ("act_epsilon", "max_iterations")
+
+
 class AlbertActConfig(PretrainedConfig):
     r"""Configuration of ALBERT-ACT, shared as-is by `AlbertActModel` and `TFAlbertActModel`.
 
@@ -160,6 +164,40 @@ class AlbertActConfig(PretrainedConfig):
         """``1 - act_epsilon``: a token halts when its accumulated halting probability passes this."""
         return 1.0 - self.act_epsilon
 
+    def halting_limits(self, overrides=None, strict=False) -> tuple[float, int]:
+        """The compute knob: ``(halting threshold, iteration cap)`` for one model call.
+
+        `overrides`: the keywords of the call; ``act_epsilon`` (a Python number in (0, 1); larger halts earlier)
+        and ``max_iterations`` (a Python int in [1, num_hidden_layers]: the cap can only be lowered, the weights
+        were trained with at most `num_hidden_layers` updates) replace `config.act_epsilon` /
+        `config.num_hidden_layers` for that call; other keys are ignored, or with `strict` a `TypeError`. The
+        values in force (also the config's own, which may be set on a loaded model) are checked here: a
+        `ValueError` naming the argument. Both must be Python numbers, also in compiled code (the cap sizes the
+        loop and the fixed-length histories when traced).
+        """
+        import numbers
+
+        overrides = dict(overrides or {})
+        unknown = sorted(set(overrides) - set(HALTING_KNOBS))
+        if strict and unknown:
+            raise TypeError(f"unexpected keyword argument(s) {unknown}; the compute knobs are {HALTING_KNOBS}")
+        epsilon, cap = overrides.get("act_epsilon"), overrides.get("max_iterations")
+        name = "act_epsilon" if epsilon is not None else "config.act_epsilon"
+        epsilon = self.act_epsilon if epsilon is None else epsilon
+        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not 0.0 < float(epsilon) < 1.0:
+            raise ValueError(f"{name} must be a Python number strictly between 0 and 1, got {epsilon!r}")
+        trained = self.num_hidden_layers
+        if isinstance(trained, bool) or not isinstance(trained, numbers.Integral) or trained < 1:
+            raise ValueError(f"config.num_hidden_layers (the iteration cap) must be an integer >= 1, got {trained!r}")
+        if cap is None:
+            cap = trained
+        elif isinstance(cap, bool) or not isinstance(cap, numbers.Integral) or not 1 <= cap <= trained:
+            above = isinstance(cap, numbers.Integral) and not isinstance(cap, bool) and cap > trained
+            raise ValueError(f"max_iterations must be a Python integer between 1 and the model's iteration cap "
+                             f"num_hidden_layers={trained}, got {cap!r}"
+                             + ("; the cap can only be lowered at inference" if above else ""))
+        return 1.0 - float(epsilon), int(cap)
+
 
 def problem_type(config: AlbertActConfig, integer_labels: bool) -> str:
     """transformers' rule for sequence classification, in both frameworks: `config.problem_type` if set, else
@@ -171,4 +209,4 @@ def problem_type(config: AlbertActConfig, integer_labels: bool) -> str:
     return config.problem_type
 
 
-__all__ = ["AlbertActConfig", "LEGACY_ALBERT_KEYS", "ACTIVATIONS", "problem_type"]
+__all__ = ["AlbertActConfig", "HALTING_KNOBS", "LEGACY_ALBERT_KEYS", "ACTIVATIONS", "problem_type"]

@@ -331,7 +331,7 @@ def _make_staging(dest: Path, kind: str) -> Path:
     return staging
 
 
-def _commit(transaction: Transaction, replaces: Callable[[str], bool]) -> None:
+def _commit(transaction: Transaction, replaces: Callable[[str], bool], directories: bool = False) -> None:
     dest, staging = transaction.dest, transaction.staging
     new_dir = staging / NEW
     if transaction.kind == "file":
@@ -354,7 +354,7 @@ def _commit(transaction: Transaction, replaces: Callable[[str], bool]) -> None:
     for entry in sorted(dest.iterdir(), key=lambda p: p.name):
         if entry.name.startswith(STAGING_PREFIX) or not (entry.name in new_names or replaces(entry.name)):
             continue
-        if entry.is_dir() and not entry.is_symlink():
+        if entry.is_dir() and not entry.is_symlink() and not directories:
             raise FileExistsError(f"{dest / entry.name}: is a directory where a model file goes; not replacing it")
         old_names.append(entry.name)
     _fsync_tree(new_dir)
@@ -370,13 +370,14 @@ def _commit(transaction: Transaction, replaces: Callable[[str], bool]) -> None:
 
 @contextlib.contextmanager
 def transaction(dest: str | os.PathLike, overwrite: bool, kind: str = "directory",
-                replaces: Callable[[str], bool] | None = None) -> Iterator[Transaction]:
+                replaces: Callable[[str], bool] | None = None, directories: bool = False) -> Iterator[Transaction]:
     """Write a model to `dest` all or nothing (see the module docstring).
 
     kind: "directory" (write the files into `transaction.path`, a fresh directory) or "file" (write the file
     `transaction.path`). overwrite: replace an existing DEST (else `FileExistsError`, before anything is written).
     replaces(name): whether an existing entry of a DEST directory belongs to the model being replaced (entries with
-    the name of a new file always do); every other entry is kept as it is.
+    the name of a new file always do); every other entry is kept as it is. directories: the model has
+    sub-directories of its own (a SavedModel's `variables/`, `assets/`), replaced like its files.
     """
     if kind not in ("directory", "file"):
         raise ValueError(f"kind must be 'directory' or 'file', got {kind!r}")
@@ -394,7 +395,7 @@ def transaction(dest: str | os.PathLike, overwrite: bool, kind: str = "directory
             yield current
             _check_dest(dest, overwrite, kind)  # re-checked: something else may have created DEST meanwhile
             _pause()
-            _commit(current, replaces)
+            _commit(current, replaces, directories)
             committed = True
         except InterruptedCommit:
             raise  # the journal stays: the directory is flagged, the next writer rolls it forward

@@ -24,7 +24,8 @@ from ..configuration import AlbertActConfig, problem_type
 from ..inputs import mark_outputs
 from ..checkpoints.names import TIED
 from .base import AlbertActBase
-from .ops import OPS, eager_attention_forward, graph_loop, is_tracing
+from .ops import (FFN_CHUNK_TOKENS, OPS, eager_attention_forward, graph_loop, is_exporting, key_value_projection,
+                  nonzero, sizes, use_graph_loop)
 from .outputs import (
     EXAMPLE_FIELDS,
     AlbertActEncoderOutput,
@@ -108,24 +109,27 @@ class AlbertActAttention(nn.Module):
 
         `hidden_states`: (n, hidden), the n running tokens of the batch in row-major order. `keys`, `values`:
         (batch, seq, hidden), the projected keys/values of EVERY token (cached by the encoder: those of a halted
-        token never change). `packing` (from `AlbertActEncoder.pack_running`) says in which row and query slot
-        each running token goes. Returns (n, hidden), the input of the residual + LayerNorm.
+        token never change). `packing` (from `AlbertActEncoder.pack_running`): (the slot of each running token in
+        the (active rows x query_length) grid of queries, or None when the grid is exactly the running tokens; the
+        active rows, or None when every row has a running token; query_length). Returns (n, hidden), the input of
+        the residual + LayerNorm.
         """
-        rows, slots, active, query_length, uniform = packing
+        slots, active, query_length = packing
         query = self.query(hidden_states)
         width = query.shape[-1]
-        if uniform:  # every active row has the same number of running tokens: packing is a reshape
-            packed = query.view(active.shape[0], query_length, width)
+        rows = keys.shape[0] if active is None else active.shape[0]
+        if slots is None:  # every active row has query_length running tokens: packing is a reshape
+            packed = query.view(rows, query_length, width)
         else:  # queries of each row packed to the left, padded to the longest row; padded slots are discarded
-            packed = query.new_zeros(active.shape[0], query_length, width)
-            packed[rows, slots] = query
-        if active.shape[0] != keys.shape[0]:  # rows without a running token need no attention at all
+            packed = query.new_zeros(rows * query_length, width).index_copy_(0, slots, query)
+            packed = packed.view(rows, query_length, width)
+        if active is not None:  # rows without a running token need no attention at all
             keys, values = keys.index_select(0, active), values.index_select(0, active)
             attention_mask = attention_mask.index_select(0, active)
         context, _ = self.attend(self.split_heads(packed), self.split_heads(keys), self.split_heads(values),
                                  attention_mask)
-        context = context.reshape(-1, width) if uniform else context[rows, slots]
-        return self.dense(context)
+        context = context.reshape(-1, width)
+        return self.dense(context if slots is None else context.index_select(0, slots))
 
 
 class AlbertActHaltingUnit(nn.Module):
@@ -166,11 +170,17 @@ class AlbertActLayer(GradientCheckpointingLayer):
         output, probability = self.feed_forward(hidden_states, attention_output)
         return output, probability, weights
 
-    def forward_running(self, hidden_states, keys, values, attention_mask, packing):
+    def forward_running(self, hidden_states, keys, values, attention_mask, packing, chunk_size=None):
         """The layer on the running tokens only, `hidden_states` (n, hidden), attending to every token through the
-        cached `keys`/`values`: returns (output (n, hidden), halting probability (n,))."""
+        cached `keys`/`values`: returns (output (n, hidden), halting probability (n,)). With `chunk_size`, the
+        residual/FFN part runs on at most that many tokens at a time (row-wise, so the result is the same): the
+        (n, intermediate) activations are the largest tensors of the fast loop."""
         attention_output = self.attention.forward_running(hidden_states, keys, values, attention_mask, packing)
-        return self.feed_forward(hidden_states, attention_output)
+        if not chunk_size or hidden_states.shape[0] <= chunk_size:
+            return self.feed_forward(hidden_states, attention_output)
+        pieces = [self.feed_forward(*piece) for piece in zip(hidden_states.split(chunk_size),
+                                                              attention_output.split(chunk_size))]
+        return torch.cat([output for output, _ in pieces]), torch.cat([probability for _, probability in pieces])
 
 
 class AlbertActEncoder(nn.Module):
@@ -204,39 +214,44 @@ class AlbertActEncoder(nn.Module):
             fast_path = self.config.act_fast_path
         dropout = self.config.hidden_dropout_prob or self.config.attention_probs_dropout_prob
         return bool(fast_path) and not output_attentions and not torch.is_grad_enabled() \
-            and not (self.training and dropout) and not is_tracing()
+            and not (self.training and dropout) and not is_exporting()
 
     def forward(self, embeddings, attention_mask, output_hidden_states=False, output_attentions=False,
-                fast_path=None):
+                fast_path=None, threshold=None, cap=None):
         """`attention_mask`: (batch, seq), 1 for tokens, 0 for padding. Returns `AlbertActEncoderOutput`.
 
         `fast_path`: None follows `config.act_fast_path` (default True); False forces the dense loop. The fast loop
-        is only taken where it applies (no gradients, no active dropout, no `output_attentions`).
+        is only taken where it applies (no gradients, no active dropout, no `output_attentions`). `threshold`,
+        `cap`: the halting threshold and iteration cap of this call (`AlbertActConfig.halting_limits`); None: the
+        config's.
         """
         hidden = self.embedding_hidden_mapping_in(embeddings)
         if self.use_fast_path(output_attentions, fast_path):
-            return self.forward_fast(hidden, attention_mask, output_hidden_states)
-        return self.forward_dense(hidden, attention_mask, output_hidden_states, output_attentions)
+            return self.forward_fast(hidden, attention_mask, output_hidden_states, threshold, cap)
+        return self.forward_dense(hidden, attention_mask, output_hidden_states, output_attentions, threshold, cap)
 
     def additive_mask(self, hidden, attention_mask):
         """(batch, 1, 1, seq) in the hidden dtype: 0 where attended, the dtype's most negative value on padding."""
         return ((1.0 - attention_mask.to(hidden.dtype)) * torch.finfo(hidden.dtype).min)[:, None, None, :]
 
-    def forward_dense(self, hidden, attention_mask, output_hidden_states=False, output_attentions=False):
+    def forward_dense(self, hidden, attention_mask, output_hidden_states=False, output_attentions=False,
+                      threshold=None, cap=None):
         """The dense ACT loop over the projected embeddings `hidden`: every token through the layer every time."""
         additive_mask = self.additive_mask(hidden, attention_mask)
-        cap = self.config.num_hidden_layers
-        threshold = self.config.halting_threshold
+        cap = self.config.num_hidden_layers if cap is None else cap
+        threshold = self.config.halting_threshold if threshold is None else threshold
         state = halting.initial_state(OPS, attention_mask, halting.state_dtype(OPS, hidden.dtype))
         all_hidden = (hidden,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
 
-        if torch.compiler.is_compiling() and not output_hidden_states and not output_attentions:
+        if use_graph_loop(output_hidden_states, output_attentions):  # the early exit stays in the graph
             hidden, state = graph_loop(self.albert_layer, hidden, additive_mask, state, cap, threshold)
             return AlbertActEncoderOutput(last_hidden_state=hidden, updates=state[2], remainders=state[1])
-        tracing = is_tracing()  # TorchScript (the legacy ONNX exporter): to the cap, no early exit (bit-identical)
+        # exported with histories, or traced by TorchScript (the legacy ONNX exporter): to the cap without the early
+        # exit, which a graph would freeze at the traced count (bit-identical: a halted token's state gets + 0)
+        to_the_cap = is_exporting()
         for _ in range(cap):
-            if not tracing and not bool(halting.any_running(OPS, state[0], threshold)):
+            if not to_the_cap and not bool(halting.any_running(OPS, state[0], threshold)):
                 break
             output, probability, weights = self.albert_layer(hidden, additive_mask, output_attentions)
             *state, weight = halting.step(OPS, *state, probability, threshold)
@@ -257,73 +272,88 @@ class AlbertActEncoder(nn.Module):
                                       hidden_states=all_hidden, attentions=all_attentions)
 
     @staticmethod
-    def pack_running(running):
-        """Where the running tokens go. `running`: (batch, seq) bool. Returns their index into the flattened
-        (batch * seq) tokens (row-major) and the packing of `AlbertActAttention.forward_running`: (row among the
-        active rows, query slot in that row, active rows, most running tokens in one row, whether all active
-        rows have that many)."""
-        index = running.reshape(-1).nonzero().squeeze(1)
-        counts = running.sum(1)
-        active = counts.nonzero().squeeze(1)
-        query_length = int(counts.max())
-        uniform = index.shape[0] == active.shape[0] * query_length
-        if uniform:
-            return index, (None, None, active, query_length, True)
-        row_of_active = counts.new_zeros(counts.shape)
-        row_of_active[active] = torch.arange(active.shape[0], device=counts.device)
-        row = torch.div(index, running.shape[1], rounding_mode="floor")
-        slots = torch.arange(index.shape[0], device=index.device) - (counts.cumsum(0) - counts)[row]
-        return index, (row_of_active[row], slots, active, query_length, False)
+    def pack_running(row, counts, active_rows, query_length):
+        """Where the running tokens go in `AlbertActAttention.forward_running`. `row`: (n,) the row of each running
+        token, in row-major order; `counts`: (batch,) running tokens per row; `active_rows`, `query_length`: how
+        many rows have one, the most in one row (host ints, read with the loop's one host sync per iteration).
+        Returns (slot of each token in the (active rows x query_length) grid, or None when the grid is exactly the
+        running tokens; the active rows, or None when every row has one; query_length). No host sync."""
+        active = None
+        if active_rows != counts.shape[0]:
+            active = nonzero(counts > 0, active_rows)
+        if row.shape[0] == active_rows * query_length:
+            return None, active, query_length
+        first = counts.cumsum(0) - counts  # index of each row's first running token
+        slot = torch.arange(row.shape[0], device=row.device) - first.index_select(0, row)
+        if active is not None:  # the row among the active rows
+            row = (counts > 0).cumsum(0).index_select(0, row) - 1
+        return row * query_length + slot, active, query_length
 
     @torch.no_grad()
-    def forward_fast(self, hidden, attention_mask, output_hidden_states=False):
+    def forward_fast(self, hidden, attention_mask, output_hidden_states=False, threshold=None, cap=None):
         """The fast ACT loop (inference only): only the running tokens go through the layer; halted ones are
-        attended to through cached keys/values. Same bookkeeping, same operation order as `forward_dense`."""
+        attended to through cached keys/values. Same halting step (`act.halting.step`, on the running tokens) and
+        the same update as `forward_dense`; `threshold`/`cap` default to the config's.
+
+        Per iteration: the keys/values of the tokens updated at the previous iteration are re-projected (one GEMM
+        for both, into a (batch * seq, 2 * hidden) cache: a halted token's never change; padding's stay 0, its
+        attention weight is exactly 0), the layer runs on the running tokens, their halting state (kept packed, in
+        the order of their flat index) takes one step, and one host sync reads the sizes of the next iteration.
+        """
         additive_mask = self.additive_mask(hidden, attention_mask)
-        cap = self.config.num_hidden_layers
-        threshold = self.config.halting_threshold
+        cap = self.config.num_hidden_layers if cap is None else cap
+        threshold = self.config.halting_threshold if threshold is None else threshold
         state = halting.initial_state(OPS, attention_mask, halting.state_dtype(OPS, hidden.dtype))
         layer = self.albert_layer
-        attention = layer.attention
         batch, length, width = hidden.shape
         all_hidden = (hidden,) if output_hidden_states else None
-
         flat = hidden.reshape(batch * length, width)
         if output_hidden_states:
             flat = flat.clone()  # updated in place below; hidden_states[0] must keep the projected embeddings
-        # Keys/values of every token, (batch * seq, hidden), initially from the projected embeddings (padding
-        # included: its key/value never change). A token's key/value only changes when its state does, so only
-        # the tokens updated at the previous iteration (`stale`) are projected again, at the start of the next
-        # iteration; a halted token's cached key/value is reused until the end.
-        keys, values = attention.key(flat), attention.value(flat)
-        stale, stale_states = None, None
+        cache = flat.new_zeros(batch * length, 2 * width)
+        keys, values = (part.view(batch, length, width) for part in cache.split(width, dim=1))
+        project = key_value_projection(layer.attention)
+        chunk_size = max(FFN_CHUNK_TOKENS, (batch * length + 1) // 2)  # keeps the peak below the dense loop's
 
-        for _ in range(cap):
-            if not bool(halting.any_running(OPS, state[0], threshold)):
-                break
-            if stale is not None:
-                keys.index_copy_(0, stale, attention.key(stale_states))
-                values.index_copy_(0, stale, attention.value(stale_states))
-            index, packing = self.pack_running(halting.running(state[0]))
-            if index.shape[0] == (batch * length if stale is None else stale.shape[0]):
-                states = flat if stale is None else stale_states  # the same tokens as last time (or all)
-            else:
-                states = flat.index_select(0, index)
-            output, probability = layer.forward_running(
-                states, keys.view(batch, length, width), values.view(batch, length, width), additive_mask, packing
-            )
-            # The bookkeeping of forward_dense on the full (batch, seq) tensors; the probability of a token that
-            # is not running is only ever multiplied by running = 0 there, so it is 0 here.
-            probability = state[0].new_zeros(batch * length).index_copy_(0, index, probability.to(state[0].dtype))
-            *state, weight = halting.step(OPS, *state, probability.view(batch, length), threshold)
-            # A token outside `index` has weight 0 in the dense loop and keeps its state exactly; the running ones
-            # get exactly out * w + h * (1 - w).
-            stale_states = halting.update(OPS, states, output, weight.reshape(-1).index_select(0, index))
-            stale = index
-            flat.index_copy_(0, index, stale_states)
-            if output_hidden_states:
+        running = halting.running(state[0])
+        counts = running.sum(1)
+        size, go, active_rows, query_length = sizes(running.reshape(-1), state[0] < threshold, counts)
+        index = nonzero(running.reshape(-1), size)  # row-major, stays sorted
+        row = torch.div(index, length, rounding_mode="floor")
+        states = flat if size == batch * length else flat.index_select(0, index)
+        packed_state = [value.reshape(-1).index_select(0, index) for value in state]  # (hp, R, N) of `index`
+        stale, stale_states = index, states  # whose keys/values are to be (re-)projected
+        packing = None
+
+        for _ in range(cap if go else 0):
+            cache.index_copy_(0, stale, project(stale_states))
+            if packing is None:
+                packing = self.pack_running(row, counts, active_rows, query_length)
+            output, probability = layer.forward_running(states, keys, values, additive_mask, packing, chunk_size)
+            *packed_state, weight = halting.step(OPS, *packed_state, probability, threshold)
+            states = halting.update(OPS, states, output, weight)  # a token with w = 0 keeps its state exactly
+            if output_hidden_states:  # else the running tokens' states are written back when they halt
+                flat.index_copy_(0, index, states)
                 all_hidden = all_hidden + (flat.view(batch, length, width).clone(),)
+            stale, stale_states = index, states
+            keep = halting.running(packed_state[0])
+            counts = counts.new_zeros(batch).index_add_(0, row, keep.to(counts.dtype))
+            size, go, active_rows, query_length = sizes(keep, packed_state[0] < threshold, counts)
+            if not go:
+                break
+            if size < index.shape[0]:  # some tokens halted: record their final state, drop them
+                halted = nonzero(~keep, index.shape[0] - size)
+                flat.index_copy_(0, index.index_select(0, halted), states.index_select(0, halted))
+                for full, value in zip(state[1:], packed_state[1:]):
+                    full.view(-1).index_copy_(0, index, value)
+                keep = nonzero(keep, size)
+                index, row, states = (value.index_select(0, keep) for value in (index, row, states))
+                packed_state = [value.index_select(0, keep) for value in packed_state]
+                packing = None
 
+        flat.index_copy_(0, index, states)  # the tokens still running when the loop ended
+        for full, value in zip(state[1:], packed_state[1:]):
+            full.view(-1).index_copy_(0, index, value)
         if output_hidden_states:  # fixed length, as in forward_dense
             all_hidden = all_hidden + (all_hidden[-1],) * (cap + 1 - len(all_hidden))
         return AlbertActEncoderOutput(last_hidden_state=flat.view(batch, length, width), updates=state[2],
@@ -374,7 +404,10 @@ class AlbertActModel(AlbertActPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, output_attentions=None, output_hidden_states=None,
                 **kwargs) -> AlbertActModelOutput:
+        """The compute knob: `kwargs` may lower the iteration cap (``max_iterations``) or raise the halting epsilon
+        for this call (`AlbertActConfig.halting_limits`); every task model passes them on."""
         given, invalid = self.check_inputs(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
+        threshold, cap = self.config.halting_limits(kwargs)
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -385,7 +418,8 @@ class AlbertActModel(AlbertActPreTrainedModel):
         attention_mask = given["attention_mask"]
         if attention_mask is None:
             attention_mask = embeddings.new_ones(embeddings.shape[:2])
-        encoded = self.encoder(embeddings, attention_mask, output_hidden_states, output_attentions)
+        encoded = self.encoder(embeddings, attention_mask, output_hidden_states, output_attentions,
+                               threshold=threshold, cap=cap)
         encoded = mark_outputs(OPS, encoded, invalid)  # compiled, bad input rows come out NaN
         sequence_output = encoded.last_hidden_state
         pooled = self.pooler_activation(self.pooler(sequence_output[:, 0])) if self.pooler is not None else None

@@ -9,9 +9,19 @@ import torch
 from torch import nn
 
 
-def is_tracing() -> bool:
-    """Whether the model is being traced into a graph: torch.export, torch.onnx.export, torch.compile, torch.jit."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+def is_exporting() -> bool:
+    """Whether the model is being traced into a graph that must run on other inputs without Python: torch.export,
+    torch.onnx.export (dynamo or the legacy TorchScript tracer). Not torch.compile, which guards and recompiles."""
+    return torch.compiler.is_exporting() or torch.jit.is_tracing()
+
+
+def use_graph_loop(output_hidden_states: bool, output_attentions: bool) -> bool:
+    """Whether `forward_dense` runs its loop as `graph_loop`: while exporting, and under torch.compile for inference
+    (no gradients: `while_loop` has no backward, so a compiled training step keeps the Python loop, whose exit test
+    is a graph break), unless the per-iteration histories are asked for."""
+    if output_hidden_states or output_attentions:
+        return False
+    return torch.compiler.is_exporting() or (torch.compiler.is_compiling() and not torch.is_grad_enabled())
 
 
 def graph_loop(layer, hidden, additive_mask, state, cap, threshold):
@@ -83,6 +93,47 @@ OPS = SimpleNamespace(
 )
 
 
+# The fast loop runs the residual/FFN part of the layer on at most max(this, half the batch's tokens) tokens at a
+# time: its (tokens, intermediate) activations would otherwise make its peak memory exceed the dense loop's by the
+# key/value cache. GEMMs of a few hundred rows run at full speed.
+FFN_CHUNK_TOKENS = 256
+
+
+def sizes(running, below, counts):
+    """The fast loop's one host sync per iteration, as Python ints: (running tokens, whether any token is below the
+    halting threshold, rows with a running token, most running tokens in one row). `running`, `below`: bool;
+    `counts`: (batch,) running tokens per row."""
+    return torch.stack((running.sum(), below.any().to(counts.dtype), (counts > 0).sum(), counts.max())).tolist()
+
+
+# nonzero_static runs on CUDA from torch 2.6 on (on the CPU since 2.1)
+_STATIC_ON_EVERY_DEVICE = torch.__version__ >= "2.6"
+
+
+def nonzero(mask, size):
+    """The indices (size,) of the True entries of the 1-D bool `mask`, whose number `size` the caller read on the
+    host (`sizes`): `nonzero_static`, which needs no device sync; plain `nonzero` where a torch build lacks it."""
+    if _STATIC_ON_EVERY_DEVICE or mask.device.type == "cpu":
+        return torch.nonzero_static(mask, size=size).squeeze(1)
+    return mask.nonzero().squeeze(1)
+
+
+def key_value_projection(attention):
+    """x -> [key(x) | value(x)], (n, 2 * hidden): one GEMM with the two weights concatenated (once per call of the
+    fast loop) when both are plain `nn.Linear` without hooks; else the two modules' own outputs concatenated (a
+    wrapped or quantised projection keeps its behaviour)."""
+    key, value = attention.key, attention.value
+    plain = all(type(module) is nn.Linear and not (module._forward_hooks or module._forward_pre_hooks)
+                for module in (key, value))
+    if not plain:
+        return lambda x: torch.cat((key(x), value(x)), dim=-1)
+    weight = torch.cat((key.weight, value.weight))
+    bias = None if key.bias is None or value.bias is None else torch.cat((key.bias, value.bias))
+    if bias is None and (key.bias is not None or value.bias is not None):
+        return lambda x: torch.cat((key(x), value(x)), dim=-1)
+    return lambda x: nn.functional.linear(x, weight, bias)
+
+
 def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
     """Plain softmax attention (transformers' attention interface); used for `output_attentions=True` and as the
     fallback interface."""
@@ -95,4 +146,5 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
     return output, weights
 
 
-__all__ = ["OPS", "eager_attention_forward", "graph_loop", "is_tracing"]
+__all__ = ["OPS", "FFN_CHUNK_TOKENS", "eager_attention_forward", "graph_loop", "is_exporting", "key_value_projection",
+           "nonzero", "sizes", "use_graph_loop"]

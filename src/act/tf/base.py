@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from .. import inputs as inputs_lib
+from ..checkpoints import atomic
 from ..checkpoints import loading as checkpoint_loading
 from ..checkpoints import names as checkpoint_names
 from ..configuration import AlbertActConfig
@@ -24,6 +25,8 @@ from .ops import OPS, build_sublayers
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")  # the serving signature
 OPTIONAL_INPUT_NAMES = ("position_ids", "inputs_embeds")  # also accepted by `call`, as in PyTorch
+# What `tf.saved_model.save` writes into a SavedModel directory (what an export replaces in an existing one).
+SAVED_MODEL_ENTRIES = ("saved_model.pb", "saved_model.pbtxt", "fingerprint.pb", "variables", "assets")
 CONSTRUCTOR_KWARGS = ("name", "dtype", "trainable", "add_pooling_layer")  # from_pretrained keywords that are not config overrides
 
 
@@ -264,7 +267,15 @@ class TFAlbertActBase(keras.Model):
             input_signature = self.serving_input_signature()
         self._exporting = True
         try:
-            return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
+            if format != "tf_saved_model":
+                return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature,
+                                      **kwargs)
+            # Crash-safe (`act.checkpoints.atomic`): written aside, then put in place as a whole; in an existing
+            # directory only the SavedModel's own entries are replaced, other files are kept.
+            with atomic.transaction(filepath, overwrite=True, replaces=SAVED_MODEL_ENTRIES.__contains__,
+                                    directories=True) as staged:
+                return super().export(str(staged.path), format=format, verbose=verbose,
+                                      input_signature=input_signature, **kwargs)
         finally:
             self._exporting = False
 

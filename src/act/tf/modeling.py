@@ -208,12 +208,16 @@ class TFAlbertActEncoder(Layer):
         return (bool(self.config.act_fast_path) and not training and not output_hidden_states
                 and not output_attentions and hidden.shape[0] is not None and hidden.shape[1] is not None)
 
-    def call(self, embeddings, attention_mask, output_hidden_states=False, output_attentions=False, training=None):
-        """`attention_mask`: (batch, seq), 1 for tokens, 0 for padding. Returns a dict (see `TFAlbertActModel`)."""
+    def call(self, embeddings, attention_mask, output_hidden_states=False, output_attentions=False, training=None,
+             threshold=None, cap=None):
+        """`attention_mask`: (batch, seq), 1 for tokens, 0 for padding. Returns a dict (see `TFAlbertActModel`).
+        `threshold`, `cap`: the halting threshold and iteration cap (a Python int) of this call
+        (`AlbertActConfig.halting_limits`); None: the config's."""
         hidden = self.embedding_hidden_mapping_in(embeddings)
         if self.use_fast_path(hidden, output_hidden_states, output_attentions, training):
-            return self.forward_fast(hidden, attention_mask)
-        return self.forward_dense(hidden, attention_mask, output_hidden_states, output_attentions, training)
+            return self.forward_fast(hidden, attention_mask, threshold, cap)
+        return self.forward_dense(hidden, attention_mask, output_hidden_states, output_attentions, training,
+                                  threshold, cap)
 
     def additive_mask(self, hidden, attention_mask):
         """(batch, 1, 1, seq) in the hidden dtype: 0 where attended, a large negative value on padding."""
@@ -221,11 +225,11 @@ class TFAlbertActEncoder(Layer):
         return ((1.0 - mask) * additive_mask_value(hidden.dtype))[:, None, None, :]
 
     def forward_dense(self, hidden, attention_mask, output_hidden_states=False, output_attentions=False,
-                      training=None):
+                      training=None, threshold=None, cap=None):
         """The dense ACT loop over the projected embeddings `hidden`: every token through the layer every time."""
         additive_mask = self.additive_mask(hidden, attention_mask)
-        cap = int(self.config.num_hidden_layers)
-        threshold = self.config.halting_threshold
+        cap = int(self.config.num_hidden_layers if cap is None else cap)
+        threshold = self.config.halting_threshold if threshold is None else threshold
         state = halting.initial_state(OPS, attention_mask, halting.state_dtype(OPS, hidden.dtype))
         # Histories: slot 0 is the projected embedding, slot i the state after iteration i (a TensorArray of fixed
         # size keeps the loop XLA-compilable); a history not asked for is a dummy scalar in the loop's state.
@@ -262,12 +266,12 @@ class TFAlbertActEncoder(Layer):
                            stable=True)[:capacity]
         return index, (index, (int(batch), int(length)))
 
-    def forward_fast(self, hidden, attention_mask):
+    def forward_fast(self, hidden, attention_mask, threshold=None, cap=None):
         """The fast ACT loop (inference only): `tf.switch_case` over static capacities inside the `tf.while_loop`.
         Same bookkeeping, same operation order as `forward_dense`."""
         additive_mask = self.additive_mask(hidden, attention_mask)
-        cap = int(self.config.num_hidden_layers)
-        threshold = self.config.halting_threshold
+        cap = int(self.config.num_hidden_layers if cap is None else cap)
+        threshold = self.config.halting_threshold if threshold is None else threshold
         state = halting.initial_state(OPS, attention_mask, halting.state_dtype(OPS, hidden.dtype))
         layer = self.albert_layer
         attention = layer.attention
@@ -362,9 +366,12 @@ class TFAlbertActModel(TFAlbertActPreTrainedModel):
             self.pooler_activation = None
 
     def call(self, inputs=None, attention_mask=None, token_type_ids=None, training=None, output_attentions=None,
-             output_hidden_states=None, position_ids=None, inputs_embeds=None):
+             output_hidden_states=None, position_ids=None, inputs_embeds=None, **kwargs):
+        """The compute knob: `kwargs` may lower the iteration cap (``max_iterations``, a Python int) or raise the
+        halting epsilon for this call (`AlbertActConfig.halting_limits`); every task model passes them on."""
         given, invalid = self.check_inputs(inputs, attention_mask=attention_mask, token_type_ids=token_type_ids,
                                            position_ids=position_ids, inputs_embeds=inputs_embeds)
+        threshold, cap = self.config.halting_limits(kwargs, strict=True)
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -374,7 +381,8 @@ class TFAlbertActModel(TFAlbertActPreTrainedModel):
                                      given["inputs_embeds"], training=training)
         attention_mask = given["attention_mask"]
         encoded = self.encoder(embeddings, attention_mask, output_hidden_states=bool(output_hidden_states),
-                               output_attentions=bool(output_attentions), training=training)
+                               output_attentions=bool(output_attentions), training=training, threshold=threshold,
+                               cap=cap)
         encoded = mark_outputs(OPS, encoded, invalid)  # under XLA, bad input rows come out NaN
         sequence_output = encoded["last_hidden_state"]
         output = {
