@@ -189,3 +189,16 @@ def test_every_model_command_takes_hub_options():
                                 ("inspect", ["a b", "--model", REPO]), ("stats", ["t.txt", "--model", REPO])):
         args = build_parser(command).parse_args([command, *positional, "--revision", "v2", "--cache-dir", "/tmp/c"])
         assert (args.revision, args.cache_dir) == ("v2", "/tmp/c"), command
+
+
+def test_act_pretrain_and_finetune_take_a_hub_id(hub_home, tmp_path):
+    """`act pretrain --from` / `--tokenizer` and `act finetune --model` go through the same resolution; a name that
+    is neither a directory nor a hub id is an error naming the option."""
+    from act.training.common import resolve_directory
+
+    directory = Path(resolve_directory(REPO, "--model"))
+    assert directory.parts[-2:] == ("snapshots", MAIN) and (directory / "spiece.model").is_file()
+    with pytest.raises(FileNotFoundError, match="--from .*missing: no such model directory"):
+        resolve_directory(str(tmp_path / "missing"), "--from")
+    with pytest.raises(OSError, match="--model asi/no-such-model: "):  # + transformers' error (offline, not cached)
+        resolve_directory("asi/no-such-model", "--model")

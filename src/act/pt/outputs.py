@@ -26,13 +26,19 @@ EXAMPLE_FIELDS = tuple(name for name in halting.FIELDS if name != "ponder_cost")
 
 
 class PonderCost:
-    """The `ponder_cost` attribute of the outputs that carry `updates` and `remainders` (also `output["ponder_cost"]`;
-    it is not a key: `keys()`, `items()` and `to_tuple()` hold the per-example tensors only)."""
+    """The `ponder_cost` attribute of the outputs that carry `updates` and `remainders` (also `output["ponder_cost"]`
+    and `output.get("ponder_cost")`; it is not a key: `keys()`, `items()` and `to_tuple()` hold the per-example
+    tensors only)."""
 
     def __getitem__(self, key):
         if key == "ponder_cost":
             return self.ponder_cost
         return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        if key == "ponder_cost":
+            return self.ponder_cost
+        return super().get(key, default)
 
     @property
     def ponder_cost(self) -> torch.Tensor | None:

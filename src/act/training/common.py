@@ -60,6 +60,22 @@ def find_spiece(directory: str | None) -> Path | None:
     return path if path.is_file() else None
 
 
+def resolve_directory(name: str, option: str) -> str:
+    """A model or tokenizer given to a command: a local directory, or a hub id from the cache or the hub
+    (`act.hub.resolve_model`); FileNotFoundError naming the option when it is neither."""
+    from act.hub import resolve_model
+
+    try:
+        directory = resolve_model(name)
+    except FileNotFoundError:
+        directory = None
+    except OSError as error:  # the hub's (transformers') error, which may not name the model
+        raise OSError(f"{option} {name}: {error}") from error
+    if directory is None or not directory.is_dir():
+        raise FileNotFoundError(f"{option} {name}: no such model directory (nor a hub id)")
+    return str(directory)
+
+
 def load_tokenizer(directory: str):
     from transformers import AutoTokenizer
 

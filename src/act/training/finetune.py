@@ -33,7 +33,7 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json"}
 
 @dataclass
 class FinetuneArguments:
-    model: str = field(metadata={"help": "ALBERT-ACT model directory (a pre-trained one; its tokenizer too)"})
+    model: str = field(metadata={"help": "ALBERT-ACT model directory or hub id (a pre-trained one; its tokenizer too)"})
     text_column: str = field(default="text", metadata={"help": "column of the (first) text"})
     text_pair_column: str | None = field(default=None, metadata={"help": "column of the second text of a pair"})
     label_column: str = field(default="label", metadata={"help": "column of the label"})
@@ -156,15 +156,14 @@ def metric_function(task: str):
 # ------------------------------------------------------------------------------------------------------- run
 def prepare(args: argparse.Namespace):
     from .args import split_namespace
-    from .common import load_tokenizer
+    from .common import load_tokenizer, resolve_directory
 
     out = Path(args.out)
     if getattr(args, "output_dir", None) not in (None, str(args.out)):
         raise ValueError(f"OUT is {args.out!r} but --output_dir says {args.output_dir!r}: give it once, as OUT")
     args.output_dir = str(out)
     (options, training), positional = split_namespace(args, FinetuneArguments)
-    if not Path(options.model).is_dir():
-        raise FileNotFoundError(f"--model {options.model}: no such model directory")
+    options.model = resolve_directory(options.model, "--model")
     train, dev = read_table(positional.train), read_table(positional.dev)
     columns = (options.text_column, options.text_pair_column, options.label_column)
     check_columns(train, positional.train, columns)

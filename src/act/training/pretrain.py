@@ -23,11 +23,11 @@ from pathlib import Path
 class PretrainArguments:
     from_model: str | None = field(default=None, metadata={
         "aliases": ["--from"], "metavar": "MODEL",
-        "help": "continue from this ALBERT-ACT model directory (its tokenizer too)"})
+        "help": "continue from this ALBERT-ACT model directory or hub id (its tokenizer too)"})
     config: str | None = field(default=None, metadata={
         "metavar": "CONFIG.json", "help": "start from scratch with this config.json (needs --tokenizer)"})
     tokenizer: str | None = field(default=None, metadata={
-        "metavar": "DIR", "help": "tokenizer directory (default: the --from model's)"})
+        "metavar": "DIR", "help": "tokenizer directory or hub id (default: the --from model's)"})
     max_seq_length: int | None = field(default=None, metadata={
         "help": "tokens per pair, [CLS] A [SEP] B [SEP] (default: the model's max_position_embeddings)"})
     max_predictions_per_seq: int = field(default=20, metadata={"help": "at most this many masked-LM targets a pair"})
@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_model(options: PretrainArguments, seed: int):
-    from .common import find_spiece, load_tokenizer
+    from .common import find_spiece, load_tokenizer, resolve_directory
 
     import torch
     from transformers import set_seed
@@ -79,9 +79,10 @@ def build_model(options: PretrainArguments, seed: int):
 
     if (options.from_model is None) == (options.config is None):
         raise ValueError("give exactly one of --from MODEL (continue) or --config CONFIG.json (from scratch)")
+    for name, option in (("from_model", "--from"), ("tokenizer", "--tokenizer")):
+        if getattr(options, name) is not None:
+            setattr(options, name, resolve_directory(getattr(options, name), option))
     if options.from_model is not None:
-        if not Path(options.from_model).is_dir():
-            raise FileNotFoundError(f"--from {options.from_model}: no such model directory")
         if options.halting_bias is not None or options.halting_init_std is not None:
             raise ValueError("--halting_bias/--halting_init_std initialise a fresh model: use them with --config")
         model = AlbertActForPreTraining.from_pretrained(options.from_model)

@@ -116,8 +116,9 @@ class ActTrainer(Trainer):
         zero = updates.new_zeros(())
         scalars = dict.fromkeys(SCALARS, zero)
         scalars["batches"] = zero + 1
-        if outputs.get("ponder_cost") is not None:
-            scalars["ponder_cost"] = outputs["ponder_cost"].float()
+        ponder_cost = getattr(outputs, "ponder_cost", None)  # an attribute of the output, not a key
+        if ponder_cost is not None:
+            scalars["ponder_cost"] = ponder_cost.float()
         if mlm_labels is not None:
             selected = mlm_labels >= 0
             logits = outputs["prediction_logits"][selected].float()
