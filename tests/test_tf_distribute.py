@@ -137,7 +137,7 @@ def test_readme_multi_worker_recipe_runs_on_two_local_workers(tmp_path):
     run_jobs([([], environment(TF_CONFIG=json.dumps({"cluster": {"worker": workers},
                                                       "task": {"type": "worker", "index": index}})), directories[index])
               for index in range(2)], script=tmp_path / "train.py")
-    assert sorted(path.name for path in (directories[0] / "finetuned").iterdir()) == ["config.json",
+    assert sorted(path.name for path in (directories[0] / "finetuned").iterdir()) == ["README.md", "config.json",
                                                                                       "model.safetensors"]
     assert not (directories[1] / "finetuned").exists()
     from act.tf import TFAlbertActForSequenceClassification
