@@ -49,6 +49,16 @@ def _tag_panel(ax, table: dict, title: str) -> None:
     ax.set_axisbelow(True)
 
 
+def _finish(plt, fig, path: Path, title: str) -> None:
+    """Title, layout, written atomically (`save_figure`); the figure is closed whatever happens."""
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
 def write_tag_figure(path: Path, report: dict, title: str) -> None:
     """Mean updates per UPOS and per DEPREL tag, with their intervals, sorted by mean (two panels)."""
     plt = _pyplot()
@@ -57,12 +67,7 @@ def write_tag_figure(path: Path, report: dict, title: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, height), dpi=110)
     _tag_panel(axes[0], report["upos"], "UPOS (words)")
     _tag_panel(axes[1], report["deprel"], "DEPREL (words)")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    try:
-        save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    _finish(plt, fig, path, title)
 
 
 def write_token_figure(path: Path, report: dict, title: str) -> None:
@@ -93,9 +98,4 @@ def write_token_figure(path: Path, report: dict, title: str) -> None:
         axes[2].set_ylabel("mean cosine (running tokens)")
         axes[2].set_title("progressive refinement", fontsize=9)
         axes[2].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    try:
-        save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    _finish(plt, fig, path, title)
