@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from act.hub import is_hub_id, resolve_model
@@ -202,3 +203,25 @@ def test_act_pretrain_and_finetune_take_a_hub_id(hub_home, tmp_path):
         resolve_directory(str(tmp_path / "missing"), "--from")
     with pytest.raises(OSError, match="--model asi/no-such-model: "):  # + transformers' error (offline, not cached)
         resolve_directory("asi/no-such-model", "--model")
+
+
+def test_keras_from_pretrained_takes_a_subfolder(tmp_path, hub_home):
+    """`subfolder=` as transformers has it, locally and for a hub id (it used to be taken for a config override:
+    the parent directory was read, and had no checkpoint)."""
+    pytest.importorskip("tensorflow")
+    from safetensors.numpy import load_file
+
+    from act import TFAlbertActModel
+
+    files = model_files(tmp_path)
+    (tmp_path / "outer" / "sub").mkdir(parents=True)
+    for name, data in files.items():
+        (tmp_path / "outer" / "sub" / name).write_bytes(data)
+    (tmp_path / "outer" / "config.json").write_text("{}")  # the parent is not the model
+    snapshot = add_snapshot(hub_home, "asi/albert-act-nested", MAIN, {})
+    (snapshot / "sub").symlink_to(tmp_path / "outer" / "sub", target_is_directory=True)
+    expected = load_file(tmp_path / "outer" / "sub" / "model.safetensors")["albert.embeddings.word_embeddings.weight"]
+    for source in (tmp_path / "outer", "asi/albert-act-nested"):
+        model = TFAlbertActModel.from_pretrained(source, subfolder="sub")
+        got = model.canonical_state_dict()["embeddings.word_embeddings.weight"]
+        assert np.array_equal(np.asarray(got), expected), source
