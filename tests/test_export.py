@@ -222,3 +222,19 @@ def test_a_failed_export_or_verification_writes_nothing(tmp_path):
         export_onnx(tmp_path / "model", tmp_path / "out.onnx", verify=True, atol=-1.0)
     assert "not written" in str(failure.value) or "export failed" in str(failure.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_torch_compile_without_gradients_in_training_mode():
+    """A model left in training mode (dropout active) and compiled for inference: torch.compile cannot trace the
+    dropout masks inside the graph loop without gradients, so the Python loop runs (it used to fail while tracing)."""
+    config, model, _ = cases.build_pt_model("mixed", seed=0, hidden_dropout_prob=0.1)
+    model.train()
+    inputs = sample_inputs(config, batch=3, length=9, seed=1)
+    compiled = torch.compile(model, backend="eager", dynamic=True)
+    with torch.no_grad():
+        torch.manual_seed(7)
+        got = compiled(**inputs)
+        torch.manual_seed(7)
+        expected = model(**inputs)
+    assert torch.equal(got.updates, expected.updates)  # the same dropout masks, drawn in the same order
+    torch.testing.assert_close(got.last_hidden_state, expected.last_hidden_state, atol=1e-5, rtol=0)
