@@ -82,8 +82,25 @@ def hub_home(hub_cache, monkeypatch):
 def test_is_hub_id():
     for name in ("asi/albert-act-tiny", "albert-act-tiny", "org.name/model_v1.2"):
         assert is_hub_id(name), name
-    for name in ("./model", "/abs/model", "~/model", "a/b/c", "../model", "model.keras", "config.json", "a\\b"):
+    for name in ("./model", "/abs/model", "~/model", "a/b/c", "../model", "model.keras", "config.json", "a\\b",
+                 "model.safetensors", "pytorch_model.bin", "tf_model.h5", "model.ckpt-100", "model.ckpt-100.index",
+                 "model.ckpt", "demo.onnx", "out/model.safetensors"):
         assert not is_hub_id(name), name
+
+
+def test_a_missing_checkpoint_file_is_named_not_looked_up_on_the_hub(tmp_path, monkeypatch, capsys):
+    """A mistyped local file (model.safetensors, a TF1 prefix) is reported as missing, by name; offline it used to
+    be looked up as a hub id and the error ("couldn't connect to huggingface.co") did not name it."""
+    from act.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("model.safetensors", "model.ckpt-100"):
+        assert main(["convert", name, str(tmp_path / "out")]) == 1
+        error = capsys.readouterr().err
+        assert name in error and "huggingface.co" not in error, error
+    with pytest.raises(FileNotFoundError, match="model.safetensors: no such file or directory"):
+        resolve_model("model.safetensors")
+    assert not (tmp_path / "out").exists()
 
 
 def test_local_paths_are_returned_as_they_are(tmp_path):
