@@ -9,6 +9,7 @@ float32 tolerance).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -180,9 +181,14 @@ def test_write_model_max_length(tmp_path):
     assert write_model_max_length(directory) is True  # bare spiece.model: a tokenizer_config.json is created
     assert json.loads((directory / "tokenizer_config.json").read_text()) == {
         "model_max_length": 48, "tokenizer_class": "AlbertTokenizer"}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (directory / "tokenizer_config.json").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     shutil.copy(DEMO / "tokenizer_config.json", directory)
+    (directory / "tokenizer_config.json").chmod(0o640)
     before = json.loads((directory / "tokenizer_config.json").read_text())
     assert write_model_max_length(directory) is True
+    assert (directory / "tokenizer_config.json").stat().st_mode & 0o777 == 0o640  # the file keeps its permissions
     after = json.loads((directory / "tokenizer_config.json").read_text())
     assert after == {**before, "model_max_length": 48}  # the other settings are kept
     assert write_model_max_length(directory) is False  # already right: not rewritten
