@@ -16,9 +16,11 @@ failed export or verification, or an interrupt, leaves no ONNX_FILE (and an exis
 only with `--overwrite`).
 
 Inputs: `input_ids`, `attention_mask`, `token_type_ids` (int64; for multiple choice (batch, choices, seq)). The
-graph expects what the model expects: out-of-range token ids / types fail in onnxruntime (its Gather checks
-bounds), but the ONNX format has no assertion op, so an attention mask with values other than 0 and 1 is not
-rejected by the graph (PyTorch, torch.export and torch.compile reject it).
+graph expects what the model expects, but the ONNX format has no assertion op (PyTorch, torch.export and
+torch.compile raise on bad values): in onnxruntime a row holding a token id or type out of range (negative ids
+included) or an attention mask value other than 0 and 1 comes out NaN (all its outputs, `updates` included), and
+the other rows keep their result (tests/test_export.py). All three inputs are required (`token_type_ids`: zeros for
+a tokenizer that gives none).
 
 From Python: `act.export.export_onnx(model, dest, verify=True)` returns an `ExportReport`.
 """
