@@ -222,3 +222,42 @@ def test_a_failed_export_or_verification_writes_nothing(tmp_path):
         export_onnx(tmp_path / "model", tmp_path / "out.onnx", verify=True, atol=-1.0)
     assert "not written" in str(failure.value) or "export failed" in str(failure.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_torch_compile_without_gradients_in_training_mode():
+    """A model left in training mode (dropout active) and compiled for inference: torch.compile cannot trace the
+    dropout masks inside the graph loop without gradients, so the Python loop runs (it used to fail while tracing)."""
+    config, model, _ = cases.build_pt_model("mixed", seed=0, hidden_dropout_prob=0.1)
+    model.train()
+    inputs = sample_inputs(config, batch=3, length=9, seed=1)
+    compiled = torch.compile(model, backend="eager", dynamic=True)
+    with torch.no_grad():
+        torch.manual_seed(7)
+        got = compiled(**inputs)
+        torch.manual_seed(7)
+        expected = model(**inputs)
+    assert torch.equal(got.updates, expected.updates)  # the same dropout masks, drawn in the same order
+    torch.testing.assert_close(got.last_hidden_state, expected.last_hidden_state, atol=1e-5, rtol=0)
+
+
+def test_verify_catches_a_frozen_loop(tmp_path, monkeypatch):
+    """`verify_onnx` on a graph whose loop was recorded at the traced iteration count (the legacy exporter with the
+    export mode switched off, as the encoder was before issue 12): its counts match on inputs of other shapes (the
+    model halts every token after one iteration), so only the run to the cap can tell; it must fail."""
+    import act.pt.modeling as modeling
+    from act.export import verify_onnx
+
+    model = step1_model()
+    monkeypatch.setattr(modeling, "is_exporting", lambda: False)
+    example = sample_inputs(model.config, batch=2, length=8, seed=0)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    path = tmp_path / "frozen.onnx"
+    torch.onnx.export(model, tuple(example[k] for k in names), str(path), dynamo=False, input_names=names,
+                      output_names=["last_hidden_state", "pooler_output", "updates", "remainders"],
+                      dynamic_axes={k: {0: "batch", 1: "sequence"} for k in names})
+    monkeypatch.undo()
+    result = verify_onnx(model, path, multiple_choice=False)
+    lines = "\n".join(result["lines"])
+    assert not result["ok"], lines
+    assert lines.count("halting counts identical: yes") == 3  # the three shapes of the traced count pass
+    assert "every token to the cap" in lines and "halting counts identical: NO" in lines

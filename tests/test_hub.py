@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from act.hub import is_hub_id, resolve_model
@@ -81,8 +82,25 @@ def hub_home(hub_cache, monkeypatch):
 def test_is_hub_id():
     for name in ("asi/albert-act-tiny", "albert-act-tiny", "org.name/model_v1.2"):
         assert is_hub_id(name), name
-    for name in ("./model", "/abs/model", "~/model", "a/b/c", "../model", "model.keras", "config.json", "a\\b"):
+    for name in ("./model", "/abs/model", "~/model", "a/b/c", "../model", "model.keras", "config.json", "a\\b",
+                 "model.safetensors", "pytorch_model.bin", "tf_model.h5", "model.ckpt-100", "model.ckpt-100.index",
+                 "model.ckpt", "demo.onnx", "out/model.safetensors"):
         assert not is_hub_id(name), name
+
+
+def test_a_missing_checkpoint_file_is_named_not_looked_up_on_the_hub(tmp_path, monkeypatch, capsys):
+    """A mistyped local file (model.safetensors, a TF1 prefix) is reported as missing, by name; offline it used to
+    be looked up as a hub id and the error ("couldn't connect to huggingface.co") did not name it."""
+    from act.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("model.safetensors", "model.ckpt-100"):
+        assert main(["convert", name, str(tmp_path / "out")]) == 1
+        error = capsys.readouterr().err
+        assert name in error and "huggingface.co" not in error, error
+    with pytest.raises(FileNotFoundError, match="model.safetensors: no such file or directory"):
+        resolve_model("model.safetensors")
+    assert not (tmp_path / "out").exists()
 
 
 def test_local_paths_are_returned_as_they_are(tmp_path):
@@ -202,3 +220,25 @@ def test_act_pretrain_and_finetune_take_a_hub_id(hub_home, tmp_path):
         resolve_directory(str(tmp_path / "missing"), "--from")
     with pytest.raises(OSError, match="--model asi/no-such-model: "):  # + transformers' error (offline, not cached)
         resolve_directory("asi/no-such-model", "--model")
+
+
+def test_keras_from_pretrained_takes_a_subfolder(tmp_path, hub_home):
+    """`subfolder=` as transformers has it, locally and for a hub id (it used to be taken for a config override:
+    the parent directory was read, and had no checkpoint)."""
+    pytest.importorskip("tensorflow")
+    from safetensors.numpy import load_file
+
+    from act import TFAlbertActModel
+
+    files = model_files(tmp_path)
+    (tmp_path / "outer" / "sub").mkdir(parents=True)
+    for name, data in files.items():
+        (tmp_path / "outer" / "sub" / name).write_bytes(data)
+    (tmp_path / "outer" / "config.json").write_text("{}")  # the parent is not the model
+    snapshot = add_snapshot(hub_home, "asi/albert-act-nested", MAIN, {})
+    (snapshot / "sub").symlink_to(tmp_path / "outer" / "sub", target_is_directory=True)
+    expected = load_file(tmp_path / "outer" / "sub" / "model.safetensors")["albert.embeddings.word_embeddings.weight"]
+    for source in (tmp_path / "outer", "asi/albert-act-nested"):
+        model = TFAlbertActModel.from_pretrained(source, subfolder="sub")
+        got = model.canonical_state_dict()["embeddings.word_embeddings.weight"]
+        assert np.array_equal(np.asarray(got), expected), source

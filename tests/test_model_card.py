@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -49,6 +50,9 @@ def test_the_architecture_defaults_to_the_config_and_keras_names_are_mapped():
 def test_write_model_card_never_replaces_a_card(tmp_path):
     assert write_model_card(tmp_path, demo_config()) is True
     first = (tmp_path / "README.md").read_text()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "README.md").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     assert "ALBERT-ACT" in first
     (tmp_path / "README.md").write_text("my own card")
     assert write_model_card(tmp_path, demo_config(), architecture="AlbertActModel") is False

@@ -563,6 +563,10 @@ def test_finetune_classification_csv(tmp_path, model_dir):
     assert [round(e["epoch"]) for e in state["log_history"] if "eval_accuracy" in e] == [1, 2]  # one per epoch
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {"0": "he", "1": "other"} and config["problem_type"] == "single_label_classification"
+    # the tokenizer follows the model (its source said 64, the model has 32 positions): truncation=True works
+    assert json.loads((model_dir / "tokenizer_config.json").read_text())["model_max_length"] == 64
+    assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == 32 == \
+        config["max_position_embeddings"]
     # the saved classifier reproduces the reported accuracy
     import torch
     from transformers import AutoTokenizer

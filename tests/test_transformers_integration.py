@@ -9,6 +9,7 @@ float32 tolerance).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -180,9 +181,14 @@ def test_write_model_max_length(tmp_path):
     assert write_model_max_length(directory) is True  # bare spiece.model: a tokenizer_config.json is created
     assert json.loads((directory / "tokenizer_config.json").read_text()) == {
         "model_max_length": 48, "tokenizer_class": "AlbertTokenizer"}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (directory / "tokenizer_config.json").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     shutil.copy(DEMO / "tokenizer_config.json", directory)
+    (directory / "tokenizer_config.json").chmod(0o640)
     before = json.loads((directory / "tokenizer_config.json").read_text())
     assert write_model_max_length(directory) is True
+    assert (directory / "tokenizer_config.json").stat().st_mode & 0o777 == 0o640  # the file keeps its permissions
     after = json.loads((directory / "tokenizer_config.json").read_text())
     assert after == {**before, "model_max_length": 48}  # the other settings are kept
     assert write_model_max_length(directory) is False  # already right: not rewritten
@@ -374,6 +380,28 @@ def test_activation_checkpointing_gives_the_same_gradients_and_recomputes_each_i
         torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-6, rtol=1e-5, msg=name)
     model.activation_checkpointing_disable()
     assert not model.is_activation_checkpointing
+
+
+def test_activation_checkpointing_recomputes_with_the_same_dropout_masks():
+    """What the README says: with dropout active, the recompute of each iteration in the backward pass draws the
+    same masks as the forward pass (torch.utils.checkpoint restores the RNG state), so the gradients are those of
+    the same step without checkpointing."""
+    config, model, _ = cases.build_pt_model("mixed", seed=4, hidden_dropout_prob=0.2,
+                                            attention_probs_dropout_prob=0.1)
+    ids, mask, types = (torch.from_numpy(a) for a in cases.make_inputs(4, batch=3, length=10))
+    inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    model.train()
+    torch.manual_seed(11)
+    plain_out, plain = gradients(model, inputs)
+    torch.manual_seed(12)
+    _, other_masks = gradients(model, inputs)  # the test can fail: other masks give other gradients
+    assert any(not torch.allclose(other_masks[name], plain[name], atol=1e-6, rtol=1e-5) for name in plain)
+    model.activation_checkpointing_enable()
+    torch.manual_seed(11)
+    out, checkpointed = gradients(model, inputs)
+    assert torch.equal(out.updates, plain_out.updates) and checkpointed.keys() == plain.keys()
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-6, rtol=1e-5, msg=name)
 
 
 def accumulated_step(tmp_path, batch_size, steps):

@@ -9,14 +9,18 @@ halting counts as PyTorch on any input; a graph traced with a loop unrolled to t
 inputs would silently give wrong counts on inputs that need more iterations, which `--verify` would catch.
 
 `--verify` runs the written graph in onnxruntime on padded batches of other shapes than the traced one and compares
-with PyTorch: halting counts identical, float outputs within `--atol`. The file is written to a temporary sibling
-and renamed into place at the end: a failed export or verification, or an interrupt, leaves no ONNX_FILE (and an
-existing one untouched; it is replaced only with `--overwrite`).
+with PyTorch: halting counts identical, float outputs within `--atol`; then once more with the halting bias of both
+set so that every token runs to the cap (more iterations than the traced inputs needed, whatever the model), which
+a graph with a frozen loop fails. The file is written to a temporary sibling and renamed into place at the end: a
+failed export or verification, or an interrupt, leaves no ONNX_FILE (and an existing one untouched; it is replaced
+only with `--overwrite`).
 
 Inputs: `input_ids`, `attention_mask`, `token_type_ids` (int64; for multiple choice (batch, choices, seq)). The
-graph expects what the model expects: out-of-range token ids / types fail in onnxruntime (its Gather checks
-bounds), but the ONNX format has no assertion op, so an attention mask with values other than 0 and 1 is not
-rejected by the graph (PyTorch, torch.export and torch.compile reject it).
+graph expects what the model expects, but the ONNX format has no assertion op (PyTorch, torch.export and
+torch.compile raise on bad values): in onnxruntime a row holding a token id or type out of range (negative ids
+included) or an attention mask value other than 0 and 1 comes out NaN (all its outputs, `updates` included), and
+the other rows keep their result (tests/test_export.py). All three inputs are required (`token_type_ids`: zeros for
+a tokenizer that gives none).
 
 From Python: `act.export.export_onnx(model, dest, verify=True)` returns an `ExportReport`.
 """
@@ -167,33 +171,73 @@ def trace_to_onnx(model, multiple_choice: bool, path: Path, opset: int | None = 
     return list(example), names, program.model.opset_imports.get("", opset)
 
 
+HALTING_BIAS = "encoder.albert_layer.act.dense.bias"  # the halting unit's bias (with `albert.` in a task model)
+TO_THE_CAP_BIAS = -1e4  # halting probability 0: every token runs to the cap
+
+
+def _to_the_cap(model, path: Path):
+    """The model and the ONNX graph with the halting bias at `TO_THE_CAP_BIAS` (every token runs to the cap), or
+    None when the graph holds no such initializer. The example inputs the graph was traced with need fewer
+    iterations, so a graph that recorded the loop at the traced iteration count would give fewer updates here."""
+    import copy
+
+    import onnx
+    import onnxruntime
+    import torch
+
+    graph = onnx.load(str(path))
+    tensors = [t for t in graph.graph.initializer if t.name.endswith(HALTING_BIAS)]
+    parameters = [p for n, p in model.named_parameters() if n.endswith(HALTING_BIAS)]
+    if len(tensors) != 1 or len(parameters) != 1:
+        return None
+    tensor = tensors[0]
+    value = np.full(onnx.numpy_helper.to_array(tensor).shape, TO_THE_CAP_BIAS, dtype=np.float32)
+    tensor.CopyFrom(onnx.numpy_helper.from_array(value, tensor.name))
+    session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    deep = copy.deepcopy(model)
+    with torch.no_grad():
+        next(p for n, p in deep.named_parameters() if n.endswith(HALTING_BIAS)).fill_(TO_THE_CAP_BIAS)
+    return deep, session
+
+
 def verify_onnx(model, path: Path, multiple_choice: bool, atol: float = DEFAULT_ATOL) -> dict:
-    """Run the ONNX file in onnxruntime on padded batches of other shapes than the traced one; compare to PyTorch."""
+    """Run the ONNX file in onnxruntime on padded batches of other shapes than the traced one, and once more with
+    the halting bias of both set so that every token runs to the cap (more iterations than the traced inputs need:
+    a graph with the loop frozen at the traced count fails there); compare to PyTorch."""
     import onnxruntime
     import torch
 
     config = model.config
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [output.name for output in session.get_outputs()]
     lines, ok = [], True
     longest = config.max_position_embeddings
     shapes = [(3, min(16, longest)), (1, min(5, longest)), (4, min(longest, 2 * TRACE_LENGTH + 3))]
-    for index, (batch, length) in enumerate(shapes):
+    runs = [("", model, session, batch, length) for batch, length in shapes]
+    forced = _to_the_cap(model, path)
+    if forced is None:
+        lines.append("the loop to the cap: not checked (no halting bias initializer in the graph)")
+    else:
+        runs.append(("every token to the cap (halting bias set in both): ", *forced, *shapes[0]))
+    for index, (label, torch_model, onnx_session, batch, length) in enumerate(runs):
+        names = [output.name for output in onnx_session.get_outputs()]
         inputs = sample_inputs(config, batch, length, seed=10 + index, multiple_choice=multiple_choice)
         with torch.no_grad():
-            expected = {k: v.numpy() for k, v in _flat_outputs(model(**inputs)).items()}
-        got = dict(zip(names, session.run(None, {k: v.numpy() for k, v in inputs.items()})))
+            expected = {k: v.numpy() for k, v in _flat_outputs(torch_model(**inputs)).items()}
+        got = dict(zip(names, onnx_session.run(None, {k: v.numpy() for k, v in inputs.items()})))
         shape = tuple(inputs["input_ids"].shape)
         counts_equal = "updates" in got and np.array_equal(got["updates"], expected["updates"])
         worst = {k: float(np.max(np.abs(np.asarray(got[k], np.float64) - v))) if v.size else 0.0
                  for k, v in expected.items() if k != "updates" and k in got}
         missing = sorted(set(expected) - set(got))
         batch_ok = counts_equal and not missing and all(d <= atol for d in worst.values())
-        ok &= batch_ok
         mask = inputs["attention_mask"].numpy() == 1
         counts = expected["updates"][mask]
-        lines.append(f"batch {shape}, updates per token min {counts.min():g} / mean {counts.mean():.2f} / max "
-                     f"{counts.max():g} (cap {config.num_hidden_layers}): halting counts identical: "
+        if label and counts.min() != config.num_hidden_layers:  # the forced run did not reach the cap: no check
+            batch_ok = False
+            label += f"(PyTorch did not run every token to the cap {config.num_hidden_layers}) "
+        ok &= batch_ok
+        lines.append(f"{label}batch {shape}, updates per token min {counts.min():g} / mean {counts.mean():.2f} / "
+                     f"max {counts.max():g} (cap {config.num_hidden_layers}): halting counts identical: "
                      f"{'yes' if counts_equal else 'NO'}; " + ", ".join(
                          f"max |ONNX - PyTorch| {k} {d:.3g}" for k, d in worst.items())
                      + (f"; missing outputs: {missing}" if missing else ""))

@@ -30,11 +30,16 @@ MODEL_FILES = (
 )
 # What a hub id looks like ("name" or "owner/name"); anything else that does not exist is a missing path.
 _REPO_ID = re.compile(r"^(?:[\w\-.]{1,96}/)?[\w\-.]{1,96}$")
+# Names of checkpoint files (model.safetensors, pytorch_model.bin, a TF1 prefix model.ckpt-100, ...): a missing one
+# is a missing local file, whose error must name it, not a hub id to look up.
+_FILE_NAME = re.compile(r"\.(json|keras|h5|safetensors|bin|pt|pth|onnx|msgpack|index|ckpt(-\d+)?|meta|"
+                        r"data-\d+-of-\d+)$")
 
 
 def is_hub_id(name: str) -> bool:
-    """Whether `name` has the form of a hub model id (and is not written as a path: ./x, /x, ~/x, a/b/c, x.json)."""
-    if name.startswith((".", "/", "~")) or "\\" in name or ".." in name or name.endswith((".json", ".keras", ".h5")):
+    """Whether `name` has the form of a hub model id (and is not written as a path: ./x, /x, ~/x, a/b/c, x.json,
+    model.safetensors, model.ckpt-100)."""
+    if name.startswith((".", "/", "~")) or "\\" in name or ".." in name or _FILE_NAME.search(name):
         return False
     return bool(_REPO_ID.match(name))
 

@@ -163,6 +163,9 @@ def write_model_card(directory, config, architecture: str | None = None, model_i
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private; a card gets the usual permissions
         try:
             os.link(temporary, target)  # never replaces a card that appeared meanwhile
         except FileExistsError:

@@ -70,11 +70,18 @@ def write_model_max_length(directory, max_length: int | None = None) -> bool:
     if settings.get("model_max_length") == max_length:
         return False
     settings["model_max_length"] = max_length
+    if path.is_file():
+        mode = path.stat().st_mode & 0o7777  # the file keeps its permissions
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     handle, temporary = tempfile.mkstemp(prefix=f".{TOKENIZER_CONFIG_NAME}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(settings, stream, indent=2, sort_keys=True, ensure_ascii=False)
             stream.write("\n")
+        os.chmod(temporary, mode)  # mkstemp made it private
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

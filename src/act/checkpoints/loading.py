@@ -314,8 +314,9 @@ def keras_from_pretrained(cls, source, kwargs: dict, constructor_kwargs: tuple):
     kwargs = dict(kwargs)
     hub = {key: kwargs.pop(key) for key in ("revision", "cache_dir", "local_files_only", "token") if key in kwargs}
     ignore_mismatched_sizes = bool(kwargs.pop("ignore_mismatched_sizes", False))
+    subfolder = kwargs.pop("subfolder", "") or ""  # before the config overrides take every other keyword
     overrides = {key: kwargs.pop(key) for key in list(kwargs) if key not in constructor_kwargs}
-    local = resolve(source, kwargs.pop("subfolder", "") or "", hub=hub)
+    local = resolve(source, subfolder, hub=hub)
     if local is None:
         raise CheckpointError(f"{source}: no such model directory (one with {files.CONFIG_NAME} and the weights)")
     checkpoint = files.detect(local)

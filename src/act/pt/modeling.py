@@ -244,7 +244,8 @@ class AlbertActEncoder(nn.Module):
         all_hidden = (hidden,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
 
-        if use_graph_loop(output_hidden_states, output_attentions):  # the early exit stays in the graph
+        dropout = self.training and bool(self.config.hidden_dropout_prob or self.config.attention_probs_dropout_prob)
+        if use_graph_loop(output_hidden_states, output_attentions, dropout):  # the early exit stays in the graph
             hidden, state = graph_loop(self.albert_layer, hidden, additive_mask, state, cap, threshold)
             return AlbertActEncoderOutput(last_hidden_state=hidden, updates=state[2], remainders=state[1])
         # exported with histories, or traced by TorchScript (the legacy ONNX exporter): to the cap without the early

@@ -15,13 +15,16 @@ def is_exporting() -> bool:
     return torch.compiler.is_exporting() or torch.jit.is_tracing()
 
 
-def use_graph_loop(output_hidden_states: bool, output_attentions: bool) -> bool:
+def use_graph_loop(output_hidden_states: bool, output_attentions: bool, dropout: bool = False) -> bool:
     """Whether `forward_dense` runs its loop as `graph_loop`: while exporting, and under torch.compile for inference
     (no gradients: `while_loop` has no backward, so a compiled training step keeps the Python loop, whose exit test
-    is a graph break), unless the per-iteration histories are asked for."""
+    is a graph break), unless the per-iteration histories are asked for. `dropout`: dropout is active (a model in
+    training mode); torch.compile cannot trace its random masks inside `while_loop` without gradients, so it keeps
+    the Python loop then too (torch.export can, and keeps the graph loop)."""
     if output_hidden_states or output_attentions:
         return False
-    return torch.compiler.is_exporting() or (torch.compiler.is_compiling() and not torch.is_grad_enabled())
+    return torch.compiler.is_exporting() or (torch.compiler.is_compiling() and not torch.is_grad_enabled()
+                                             and not dropout)
 
 
 def graph_loop(layer, hidden, additive_mask, state, cap, threshold):

@@ -177,6 +177,9 @@ def prepare(args: argparse.Namespace):
     from act.configuration import AlbertActConfig
 
     config = AlbertActConfig.from_pretrained(options.model)
+    from act.tokenization import match_model_max_length
+
+    match_model_max_length(tokenizer, config)  # OUT's tokenizer_config.json: truncation=True fits the model
     max_length = options.max_seq_length or config.max_position_embeddings
     if max_length > config.max_position_embeddings:
         raise ValueError(f"--max_seq_length {max_length} is longer than the model's max_position_embeddings "
