@@ -261,3 +261,22 @@ def test_verify_catches_a_frozen_loop(tmp_path, monkeypatch):
     assert not result["ok"], lines
     assert lines.count("halting counts identical: yes") == 3  # the three shapes of the traced count pass
     assert "every token to the cap" in lines and "halting counts identical: NO" in lines
+
+
+def test_torch_compile_fullgraph_with_dynamic_shapes_runs_the_graph_loop():
+    """With the fast loop off, torch.compile(fullgraph=True, dynamic=True) compiles the whole model (the graph loop
+    carries the threshold as a tensor: a symbolic float may not enter a while_loop body), and the counts follow
+    inputs of other shapes, where tokens halt after different numbers of iterations."""
+    config, model, _ = cases.build_pt_model("mixed", seed=0, act_fast_path=False)
+    model.eval()
+    compiled = torch.compile(model, backend="eager", fullgraph=True, dynamic=True)
+    counts = set()
+    for seed, (batch, length) in enumerate([(2, 7), (3, 11), (1, 5)]):
+        inputs = sample_inputs(config, batch=batch, length=length, seed=seed)
+        expected = eager(model, inputs)
+        with torch.no_grad():
+            got = compiled(**inputs)
+        assert torch.equal(got.updates, expected.updates)
+        torch.testing.assert_close(got.last_hidden_state, expected.last_hidden_state, atol=1e-5, rtol=0)
+        counts.update(expected.updates[expected.updates > 0].tolist())
+    assert len(counts) > 1  # tokens halted after different numbers of iterations

@@ -40,6 +40,11 @@ def graph_loop(layer, hidden, additive_mask, state, cap, threshold):
 
     from .. import halting
 
+    # The threshold as a 0-d tensor of the state's dtype (the same comparisons as with the Python float, which
+    # PyTorch casts to that dtype): with dynamic shapes torch.compile turns a float attribute into a symbolic float,
+    # which a while_loop body may not capture.
+    threshold = torch.as_tensor(threshold, dtype=state[0].dtype, device=hidden.device)
+
     def running(iteration, hidden, carried):
         return (iteration < cap) & halting.any_running(OPS, carried[..., 0], threshold)
 
