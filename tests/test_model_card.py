@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from act.model_card import CITATION, model_card, write_model_card
+from act.model_card import CITATION, is_unedited_card, model_card, write_model_card
 
 DEMO = Path(__file__).resolve().parents[1] / "src" / "act" / "demo_model"
 
@@ -45,6 +45,27 @@ def test_the_architecture_defaults_to_the_config_and_keras_names_are_mapped():
     assert "# ALBERT-ACT: AlbertActModel" in model_card(dict(demo_config(), architectures=None))
     card = model_card(demo_config(), architecture="TFAlbertActForMaskedLM")  # a Keras class name
     assert "from act import AlbertActForMaskedLM" in card and "TFTFAlbert" not in card
+
+
+def test_our_unedited_card_follows_the_model_and_an_edited_one_stays(tmp_path):
+    """Saving another model into a directory refreshes the card we wrote there while nobody edited it; an edit
+    (even one character) makes it the user's card, never replaced again."""
+    config = demo_config()
+    assert write_model_card(tmp_path, config, architecture="AlbertActForSequenceClassification") is True
+    first = (tmp_path / "README.md").read_text()
+    assert "AlbertActForSequenceClassification" in first and is_unedited_card(first)
+    assert write_model_card(tmp_path, config, architecture="AlbertActForSequenceClassification") is False  # same
+    deeper = dict(config, num_hidden_layers=config["num_hidden_layers"] + 6)
+    assert write_model_card(tmp_path, deeper, architecture="AlbertActModel") is True
+    second = (tmp_path / "README.md").read_text()
+    assert second != first and "# ALBERT-ACT: AlbertActModel" in second and is_unedited_card(second)
+    assert str(deeper["num_hidden_layers"]) in second
+    edited = second.replace("ALBERT-ACT", "ALBERT-ACT (mine)", 1)
+    (tmp_path / "README.md").write_text(edited)
+    assert not is_unedited_card(edited)
+    assert write_model_card(tmp_path, config) is False
+    assert (tmp_path / "README.md").read_text() == edited
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]  # no temporary file left
 
 
 def test_write_model_card_never_replaces_a_card(tmp_path):

@@ -6,14 +6,18 @@
 The card says what the model is (ALBERT-ACT: one shared layer applied up to the iteration cap, each token halting
 with Adaptive Computation Time), its architecture and halting settings (cap, `act_epsilon`, `ponder_penalty`), how to
 load it in PyTorch and in Keras 3, and how to cite the paper. Its YAML header carries the Hub's metadata
-(`library_name`, `pipeline_tag`, tags). An existing README.md is never replaced: it may be the user's own card.
+(`library_name`, `pipeline_tag`, tags). A card we wrote ends with a marker holding the SHA-256 of its text: while
+the text is unedited, the next `save_pretrained` into the directory refreshes it (so it follows the model saved
+there); any other README.md (the user's own card, or ours once edited) is never replaced.
 
 Importing this module imports neither torch, tensorflow nor transformers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -150,14 +154,40 @@ outputs["updates"]
 """
 
 
+MARKER = "<!-- written by act.model_card, refreshed on save while unedited; sha256 of the text above: {} -->\n"
+_MARKER = re.compile(r"\n<!-- written by act\.model_card, refreshed on save while unedited; sha256 of the text "
+                     r"above: ([0-9a-f]{64}) -->\n\Z")
+
+
+def _signed(text: str) -> str:
+    return f"{text}\n{MARKER.format(hashlib.sha256(text.encode('utf-8')).hexdigest())}"
+
+
+def is_unedited_card(text: str) -> bool:
+    """Whether `text` is a card written by `write_model_card` and left as it was (its marker's hash still holds)."""
+    match = _MARKER.search(text)
+    return bool(match) and hashlib.sha256(text[:match.start()].encode("utf-8")).hexdigest() == match.group(1)
+
+
 def write_model_card(directory, config, architecture: str | None = None, model_id: str | None = None,
                      num_parameters: int | None = None) -> bool:
-    """Write `directory/README.md` unless it exists; True if written. The file appears whole or not at all."""
+    """Write `directory/README.md` unless another card is there; True if written. A card this function wrote and
+    nobody edited since is refreshed (it describes the model saved last); any other README.md is left alone. The
+    file appears whole or not at all."""
     directory = Path(directory)
     target = directory / CARD_NAME
-    if target.exists():
-        return False
-    text = model_card(config, architecture=architecture, model_id=model_id, num_parameters=num_parameters)
+    text = _signed(model_card(config, architecture=architecture, model_id=model_id, num_parameters=num_parameters))
+    refresh = False
+    if target.exists() or target.is_symlink():
+        try:
+            current = target.read_text(encoding="utf-8") if target.is_file() and not target.is_symlink() else None
+        except (OSError, UnicodeDecodeError):
+            current = None
+        if current is None or not is_unedited_card(current):
+            return False
+        if current == text:
+            return False  # already this card
+        refresh = True
     directory.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{CARD_NAME}.", suffix=".tmp", dir=directory)
     try:
@@ -166,6 +196,9 @@ def write_model_card(directory, config, architecture: str | None = None, model_i
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private; a card gets the usual permissions
+        if refresh:  # our unedited card, replaced whole (an edit between the check and here would be lost)
+            os.replace(temporary, target)
+            return True
         try:
             os.link(temporary, target)  # never replaces a card that appeared meanwhile
         except FileExistsError:
@@ -180,4 +213,4 @@ def write_model_card(directory, config, architecture: str | None = None, model_i
             os.unlink(temporary)
 
 
-__all__ = ["CARD_NAME", "CITATION", "model_card", "write_model_card"]
+__all__ = ["CARD_NAME", "CITATION", "is_unedited_card", "model_card", "write_model_card"]
