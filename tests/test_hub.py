@@ -242,3 +242,21 @@ def test_keras_from_pretrained_takes_a_subfolder(tmp_path, hub_home):
         model = TFAlbertActModel.from_pretrained(source, subfolder="sub")
         got = model.canonical_state_dict()["embeddings.word_embeddings.weight"]
         assert np.array_equal(np.asarray(got), expected), source
+
+
+def test_only_the_preferred_weights_are_fetched(hub_home, monkeypatch):
+    """A repository with several formats of the same weights (the published ones hold pytorch_model.bin and
+    tf_model.h5): resolution asks the hub for the tokenizer files and the first weights format it has, no other."""
+    from transformers.utils import hub as transformers_hub
+
+    real, asked = transformers_hub.cached_files, []
+
+    def recording(*args, **kwargs):
+        asked.extend(kwargs["filenames"] if "filenames" in kwargs else args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transformers_hub, "cached_files", recording)
+    directory = resolve_model(REPO)
+    assert (directory / "model.safetensors").is_file()
+    assert "model.safetensors" in asked and "spiece.model" in asked
+    assert not {"pytorch_model.bin", "tf_model.h5", "pytorch_model.bin.index.json"} & set(asked), asked

@@ -22,12 +22,14 @@ import re
 from pathlib import Path
 
 CONFIG_NAME = "config.json"
-# Every file of a model directory that some loader of ours reads (CHECKPOINT_FORMATS.md), plus the card.
-MODEL_FILES = (
-    "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
-    "tf_model.h5", "spiece.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "added_tokens.json", "generation_config.json", "README.md",
-)
+# The weights of a model directory, in the order the loaders prefer them (CHECKPOINT_FORMATS.md): only the first a
+# repository has is fetched (the published repositories hold both pytorch_model.bin and tf_model.h5).
+WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json",
+                "pytorch_model.bin", "tf_model.h5")
+# Every other file of a model directory that some loader of ours reads, plus the card.
+OTHER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+               "added_tokens.json", "generation_config.json", "README.md")
+MODEL_FILES = WEIGHT_FILES + OTHER_FILES
 # What a hub id looks like ("name" or "owner/name"); anything else that does not exist is a missing path.
 _REPO_ID = re.compile(r"^(?:[\w\-.]{1,96}/)?[\w\-.]{1,96}$")
 # Names of checkpoint files (model.safetensors, pytorch_model.bin, a TF1 prefix model.ckpt-100, ...): a missing one
@@ -72,16 +74,19 @@ def resolve_model(name_or_path, *, revision: str | None = None, cache_dir=None, 
     if config is None:
         raise OSError(f"{name} does not appear to have a file named {CONFIG_NAME}. Checkout "
                       f"'https://huggingface.co/{name}/tree/{revision or 'main'}' for available files.")
-    # then whatever else of a model directory the repository has, from the same revision (missing ones are fine)
-    cached_files(name, list(MODEL_FILES), _raise_exceptions_for_missing_entries=False, **options)
+    # then the tokenizer files and the card the repository has, from the same revision (missing ones are fine)
+    cached_files(name, list(OTHER_FILES), _raise_exceptions_for_missing_entries=False, **options)
     directory = Path(config).parent
-    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        if (directory / index).is_file():  # sharded weights: the shards the index names
+    for weights in WEIGHT_FILES:  # one format of weights: the first the repository has
+        if not cached_files(name, [weights], _raise_exceptions_for_missing_entries=False, **options):
+            continue
+        if weights.endswith(".index.json"):  # sharded weights: the shards the index names
             import json
 
-            weight_map = json.loads((directory / index).read_text(encoding="utf-8")).get("weight_map", {})
+            weight_map = json.loads((directory / weights).read_text(encoding="utf-8")).get("weight_map", {})
             if weight_map:
                 cached_files(name, sorted(set(weight_map.values())), **options)
+        break
     return directory
 
 
@@ -100,4 +105,4 @@ def resolve_from_args(name_or_path, args: argparse.Namespace) -> Path:
                          cache_dir=getattr(args, "cache_dir", None))
 
 
-__all__ = ["MODEL_FILES", "add_hub_arguments", "is_hub_id", "resolve_from_args", "resolve_model"]
+__all__ = ["MODEL_FILES", "OTHER_FILES", "WEIGHT_FILES", "add_hub_arguments", "is_hub_id", "resolve_from_args", "resolve_model"]
