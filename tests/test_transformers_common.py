@@ -4,10 +4,9 @@ The test files are those of the installed transformers version, fetched from the
 (`hf_common.py`: pip downloads the sdist once into a cache); nothing of them is copied into this repository. They
 run at two iteration caps: 2 (many tokens reach the cap) and 4 (tokens halt after different numbers of iterations).
 
-What runs (the suite's time budget, 2 CPU cores), and why:
-- every common test at both caps, except transformers' eager-vs-SDPA comparison, which runs at cap 2 only, and on
-  a machine without an accelerator in fp32 (8 variants + output_attentions) plus one fp16 and one bf16 variant
-  (see the end of this file);
+What runs, and why:
+- every common test at both caps (all 25 eager-vs-SDPA variants included, half precision on the CPU too); the
+  skips are transformers' own (accelerator, deepspeed, kernels, RoPE, MoE, TP plans, composite models, slow);
 - the export tests (`hf_common.ExportTesterMixin`, through transformers' own exporters): torch.export and ONNX for
   all seven classes, with static shapes at cap 2 and dynamic shapes at cap 4, each graph checked against eager
   PyTorch on the traced inputs and on other inputs (exact halting counts);
@@ -277,24 +276,3 @@ class AlbertActCap4Test(AlbertActCap2Test):
         config = self.model_tester.get_config()
         small = AlbertActModel(AlbertActModelTester(self, num_hidden_layers=2).get_config())
         self.assertEqual(AlbertActModel(config).num_parameters(), small.num_parameters())
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Which common tests run (the suite's time budget), and the failures the next round of work fixes
-# ----------------------------------------------------------------------------------------------------------
-
-# transformers' eager-vs-SDPA comparison is parameterised over 25 variants (fp16/fp32/bf16 x left/right padding x
-# with/without mask x SDPA kernels, + output_attentions): about a quarter of this file's time on 2 CPU cores. The
-# attention function is the same call at every iteration, so the comparison runs at cap 2 only (at cap 4 the switch
-# itself is still tested: test_can_set_attention_dynamically, and tests/test_transformers_integration.py). Without
-# an accelerator, the half-precision variants run with right padding and a mask only (the layout our tokenizers
-# produce), one per dtype; all 25 run where a GPU is present.
-HALF_PRECISION_ON_CPU = ("test_eager_matches_sdpa_inference_05_fp16_pad_right",
-                         "test_eager_matches_sdpa_inference_21_bf16_pad_right")
-for _name in dir(AlbertActCap2Test):
-    if _name.startswith("test_eager_matches_sdpa_inference"):
-        setattr(AlbertActCap4Test, _name, None)  # not collected (unittest collects callables only)
-        if not torch.cuda.is_available() and ("_fp16_" in _name or "_bf16_" in _name) \
-                and _name not in HALF_PRECISION_ON_CPU:
-            setattr(AlbertActCap2Test, _name, None)
-del _name

@@ -5,12 +5,23 @@ subclasses `AlbertActBase`, as `TFAlbertActPreTrainedModel` subclasses `act.tf.b
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from transformers import PreTrainedModel
+from transformers.utils.generic import TransformersKwargs
 
 from .. import inputs as inputs_lib
 from ..checkpoints import loading as checkpoint_loading
 from ..configuration import AlbertActConfig
 from .ops import OPS
+
+
+class AlbertActKwargs(TransformersKwargs, total=False):
+    """The keywords a task model passes on to `AlbertActModel.forward` (as `**kwargs: Unpack[AlbertActKwargs]`):
+    transformers' own (`output_attentions`, `output_hidden_states`, ...) and the compute knob of this call."""
+
+    act_epsilon: float
+    max_iterations: int
 
 
 class AlbertActBase(PreTrainedModel):

@@ -8,9 +8,10 @@ shared by both; plumbing that is no mirrored method lives in `base.py` (loading,
 each token deciding with Adaptive Computation Time (Graves, 2016) when to stop being updated.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: transformers reads the heads' `**kwargs: Unpack[AlbertActKwargs]` at
+# run time (which keywords a model takes, e.g. output_attentions in its common tests).
 from collections.abc import Callable
+from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 import torch
 from torch import nn
@@ -23,7 +24,7 @@ from .. import halting
 from ..configuration import AlbertActConfig, problem_type
 from ..inputs import mark_outputs
 from ..checkpoints.names import TIED
-from .base import AlbertActBase
+from .base import AlbertActBase, AlbertActKwargs
 from .ops import (FFN_CHUNK_TOKENS, OPS, eager_attention_forward, graph_loop, is_exporting, key_value_projection,
                   nonzero, sizes, use_graph_loop)
 from .outputs import (
@@ -482,7 +483,7 @@ class AlbertActForPreTraining(AlbertActPreTrainedModel):
 
     @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, sentence_order_label=None, **kwargs):
+                inputs_embeds=None, labels=None, sentence_order_label=None, **kwargs: Unpack[AlbertActKwargs]):
         """`labels`: (batch, seq) token ids, -100 where not masked. `sentence_order_label`: (batch,), 1 = swapped.
 
         The loss is the sum of the given losses (MLM and/or SOP) plus `ponder_penalty * ponder_cost`.
@@ -513,7 +514,7 @@ class AlbertActForMaskedLM(AlbertActPreTrainedModel):
 
     @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, **kwargs):
+                inputs_embeds=None, labels=None, **kwargs: Unpack[AlbertActKwargs]):
         outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         logits = self.predictions(outputs.last_hidden_state)
         loss = None
@@ -535,7 +536,7 @@ class AlbertActForSequenceClassification(AlbertActPreTrainedModel):
 
     @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, **kwargs):
+                inputs_embeds=None, labels=None, **kwargs: Unpack[AlbertActKwargs]):
         outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         logits = self.classifier(self.dropout(outputs.pooler_output))
         loss = None
@@ -565,7 +566,7 @@ class AlbertActForTokenClassification(AlbertActPreTrainedModel):
 
     @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, **kwargs):
+                inputs_embeds=None, labels=None, **kwargs: Unpack[AlbertActKwargs]):
         outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
@@ -589,7 +590,7 @@ class AlbertActForQuestionAnswering(AlbertActPreTrainedModel):
 
     @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, start_positions=None, end_positions=None, **kwargs):
+                inputs_embeds=None, start_positions=None, end_positions=None, **kwargs: Unpack[AlbertActKwargs]):
         outputs = self.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         logits = self.qa_outputs(outputs.last_hidden_state)
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
@@ -619,7 +620,7 @@ class AlbertActForMultipleChoice(AlbertActPreTrainedModel):
 
     @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, **kwargs):
+                inputs_embeds=None, labels=None, **kwargs: Unpack[AlbertActKwargs]):
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is None or reference.dim() < 3:
             raise ValueError("multiple choice inputs must have shape (batch, num_choices, seq_len)")
