@@ -183,6 +183,13 @@ def test_ignore_mismatched_sizes_in_both_frameworks(saved, framework, caplog):
             continue
         np.testing.assert_array_equal(np.asarray(got[key]), value, err_msg=key)
     assert np.asarray(got["embeddings.word_embeddings.weight"]).shape[0] == 10
+    if framework == "pytorch":  # transformers' loading info lists them as mismatched, not missing
+        _, info = AlbertActModel.from_pretrained(directory, vocab_size=10, ignore_mismatched_sizes=True,
+                                                 output_loading_info=True)
+        mismatched = {name: (tuple(a), tuple(b)) for name, a, b in info["mismatched_keys"]}
+        name = "embeddings.word_embeddings.weight"
+        assert mismatched[name] == (tuple(state[name].shape), (10, config.embedding_size))
+        assert name not in info["missing_keys"]
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

@@ -78,6 +78,7 @@ class LoadReport:
     initialised: list[str] = dataclasses.field(default_factory=list)  # model weights not in the checkpoint
     unused_heads: list[str] = dataclasses.field(default_factory=list)  # head tensors of another task model
     reinitialised: list[str] = dataclasses.field(default_factory=list)  # of another shape (ignore_mismatched_sizes)
+    shapes: dict[str, tuple[tuple, tuple]] = dataclasses.field(default_factory=dict)  # reinitialised: (file, model)
 
     def skipped_lines(self) -> list[str]:
         return [f"{name} ({why})" for name, why in self.skipped.items()]
@@ -182,6 +183,7 @@ def check_state(state: Mapping, expected: Mapping[str, tuple[tuple, bool]], sour
             if ignore_mismatched_sizes and not strict:
                 report.skipped[name] = f"shape {got} in the checkpoint, {tuple(shape)} in the model"
                 report.reinitialised.append(name)
+                report.shapes[name] = (got, tuple(shape))
                 del renamed[name]
                 continue
             mismatched.append(f"{name} has shape {got} in the checkpoint but the model expects {tuple(shape)}")
@@ -265,7 +267,13 @@ def load_into_pytorch(model, state_dict, checkpoint_files, load_config, expected
         ties=bool(getattr(model.config, "tie_word_embeddings", True)),
         ignore_mismatched_sizes=bool(getattr(load_config, "ignore_mismatched_sizes", False)), skipped=skipped)
     report.emit()
-    return parent(model, _as_torch(checked), None, load_config, expected_keys)
+    result = parent(model, _as_torch(checked), None, load_config, expected_keys)
+    info = result[0] if isinstance(result, tuple) else result
+    if report.reinitialised and hasattr(info, "mismatched_keys"):  # as transformers reports them (loading info)
+        for name in report.reinitialised:
+            info.missing_keys.discard(name)
+            info.mismatched_keys.add((name, *report.shapes[name]))
+    return result
 
 
 def _as_torch(state: Mapping) -> dict:
