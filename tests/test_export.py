@@ -222,6 +222,10 @@ def test_a_failed_export_or_verification_writes_nothing(tmp_path):
         export_onnx(tmp_path / "model", tmp_path / "out.onnx", verify=True, atol=-1.0)
     assert "not written" in str(failure.value) or "export failed" in str(failure.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    (tmp_path / "mine").mkdir()  # the folders the export creates for DEST go with it; an existing one stays
+    with pytest.raises(ExportError):
+        export_onnx(tmp_path / "model", tmp_path / "mine" / "new" / "sub" / "out.onnx", verify=True, atol=-1.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "model"] and not any((tmp_path / "mine").iterdir())
 
 
 def test_torch_compile_without_gradients_in_training_mode():

@@ -265,10 +265,12 @@ def export_onnx(model, dest, architecture: str | None = None, verify: bool = Fal
     torch_model, architecture = load_model(directory, architecture)
     multiple_choice = architecture == "AlbertActForMultipleChoice"
     report = ExportReport(source=str(model), dest=str(dest), architecture=architecture)
+    created = [parent for parent in [dest.parent, *dest.parent.parents] if not parent.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{dest.name}.exporting-", suffix=".onnx", dir=dest.parent)
     os.close(handle)
     temporary = Path(temporary)
+    written = False
     try:
         try:
             report.inputs, report.outputs, report.opset = trace_to_onnx(torch_model, multiple_choice, temporary,
@@ -286,9 +288,16 @@ def export_onnx(model, dest, architecture: str | None = None, verify: bool = Fal
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private; the result gets the usual permissions
         os.replace(temporary, dest)
+        written = True
     finally:
         if temporary.exists():
             temporary.unlink()
+        if not written:  # a failed export leaves no trace: the folders it created for DEST go too (if still empty)
+            for folder in created:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
     return report
 
 
