@@ -216,6 +216,13 @@ def test_act_pretrain_and_finetune_take_a_hub_id(hub_home, tmp_path):
 
     directory = Path(resolve_directory(REPO, "--model"))
     assert directory.parts[-2:] == ("snapshots", MAIN) and (directory / "spiece.model").is_file()
+    assert Path(resolve_directory(REPO, "--model", "v2")).name == V2
+    from act.cli import build_parser
+
+    for command, positional in (("pretrain", ["corpus.txt", "out", "--from", REPO]),
+                                ("finetune", ["train.csv", "dev.csv", "out", "--model", REPO])):
+        args = build_parser(command).parse_args([command, *positional, "--revision", "v2"])
+        assert args.revision == "v2", command
     with pytest.raises(FileNotFoundError, match="--from .*missing: no such model directory"):
         resolve_directory(str(tmp_path / "missing"), "--from")
     with pytest.raises(OSError, match="--model asi/no-such-model: "):  # + transformers' error (offline, not cached)

@@ -60,13 +60,13 @@ def find_spiece(directory: str | None) -> Path | None:
     return path if path.is_file() else None
 
 
-def resolve_directory(name: str, option: str) -> str:
+def resolve_directory(name: str, option: str, revision: str | None = None) -> str:
     """A model or tokenizer given to a command: a local directory, or a hub id from the cache or the hub
-    (`act.hub.resolve_model`); FileNotFoundError naming the option when it is neither."""
+    (`act.hub.resolve_model`, at `revision`); FileNotFoundError naming the option when it is neither."""
     from act.hub import resolve_model
 
     try:
-        directory = resolve_model(name)
+        directory = resolve_model(name, revision=revision)
     except FileNotFoundError:
         directory = None
     except OSError as error:  # the hub's (transformers') error, which may not name the model

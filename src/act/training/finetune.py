@@ -34,6 +34,9 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json"}
 @dataclass
 class FinetuneArguments:
     model: str = field(metadata={"help": "ALBERT-ACT model directory or hub id (a pre-trained one; its tokenizer too)"})
+    revision: str | None = field(default=None, metadata={
+        "help": "hub revision (branch, tag or commit) of --model given as a hub id (default: main; the hub cache is "
+                "$HF_HUB_CACHE, offline with HF_HUB_OFFLINE=1)"})
     text_column: str = field(default="text", metadata={"help": "column of the (first) text"})
     text_pair_column: str | None = field(default=None, metadata={"help": "column of the second text of a pair"})
     label_column: str = field(default="label", metadata={"help": "column of the label"})
@@ -163,7 +166,7 @@ def prepare(args: argparse.Namespace):
         raise ValueError(f"OUT is {args.out!r} but --output_dir says {args.output_dir!r}: give it once, as OUT")
     args.output_dir = str(out)
     (options, training), positional = split_namespace(args, FinetuneArguments)
-    options.model = resolve_directory(options.model, "--model")
+    options.model = resolve_directory(options.model, "--model", options.revision)
     train, dev = read_table(positional.train), read_table(positional.dev)
     columns = (options.text_column, options.text_pair_column, options.label_column)
     check_columns(train, positional.train, columns)

@@ -28,6 +28,9 @@ class PretrainArguments:
         "metavar": "CONFIG.json", "help": "start from scratch with this config.json (needs --tokenizer)"})
     tokenizer: str | None = field(default=None, metadata={
         "metavar": "DIR", "help": "tokenizer directory or hub id (default: the --from model's)"})
+    revision: str | None = field(default=None, metadata={
+        "help": "hub revision (branch, tag or commit) of --from / --tokenizer given as hub ids (default: main; the "
+                "hub cache is $HF_HUB_CACHE, offline with HF_HUB_OFFLINE=1)"})
     max_seq_length: int | None = field(default=None, metadata={
         "help": "tokens per pair, [CLS] A [SEP] B [SEP] (default: the model's max_position_embeddings)"})
     max_predictions_per_seq: int = field(default=20, metadata={"help": "at most this many masked-LM targets a pair"})
@@ -81,7 +84,7 @@ def build_model(options: PretrainArguments, seed: int):
         raise ValueError("give exactly one of --from MODEL (continue) or --config CONFIG.json (from scratch)")
     for name, option in (("from_model", "--from"), ("tokenizer", "--tokenizer")):
         if getattr(options, name) is not None:
-            setattr(options, name, resolve_directory(getattr(options, name), option))
+            setattr(options, name, resolve_directory(getattr(options, name), option, options.revision))
     if options.from_model is not None:
         if options.halting_bias is not None or options.halting_init_std is not None:
             raise ValueError("--halting_bias/--halting_init_std initialise a fresh model: use them with --config")
