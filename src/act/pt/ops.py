@@ -67,8 +67,10 @@ def _require(ok, message, data):
     checks raise a `ValueError` eagerly): `torch._assert_async`, kept by torch.compile and in an exported program,
     which then raise a `RuntimeError` with `message` when `ok` is False. The values themselves (`data`) cannot go
     into the message of a compiled assertion, so the label announcing them (after the last ";") is left out. ONNX
-    drops assertions: there the bad rows come out NaN (`act.inputs.mark_rows`, applied in every graph)."""
-    if torch.compiler.is_compiling():
+    drops assertions: there the bad rows come out NaN (`act.inputs.mark_rows`, applied in every graph). Only for
+    tensors on the CPU: on a GPU the assertion is a device-side assert, which leaves the process's CUDA context
+    unusable (every later call fails), so a graph traced on a GPU keeps the NaN rows, as ONNX does."""
+    if torch.compiler.is_compiling() and ok.device.type == "cpu":
         torch._assert_async(ok, message.rsplit(";", 1)[0] if data else message)
     return None
 
