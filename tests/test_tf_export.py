@@ -282,3 +282,28 @@ def test_export_tflite_arguments_and_atomic_write(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="conversion failed"):
         model.export_tflite(target, sequence_length=8)
     assert target.read_bytes() == b"the previous model" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_export_tflite_write_is_atomic(tmp_path, monkeypatch):
+    """A write that fails after the bytes went out (here: fsync, as on a full disk) leaves the previous file whole
+    and no partial file behind; the test above fails the conversion before anything is written, so it cannot tell
+    an atomic writer from one that writes into the target."""
+    import os
+
+    from act.tf import lite
+
+    model = TFAlbertActModel(AlbertActConfig(**cases.tiny_config_kwargs()))
+    target = tmp_path / "model.tflite"
+    target.write_bytes(b"the previous model")
+    monkeypatch.setattr(lite, "convert", lambda *args, **kwargs: b"the new model")
+
+    def fail(fd):
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", fail)
+        with pytest.raises(OSError, match="No space left"):
+            model.export_tflite(target, sequence_length=8)
+    assert target.read_bytes() == b"the previous model" and sorted(tmp_path.iterdir()) == [target]
+    assert model.export_tflite(target, sequence_length=8) == target
+    assert target.read_bytes() == b"the new model" and sorted(tmp_path.iterdir()) == [target]

@@ -202,6 +202,25 @@ def test_tf_data_map(reference, short):
     assert_same(next(iter(pairs)), hf(reference, texts[:-1], texts[1:]))
 
 
+def test_text_in_the_label_position_is_refused(short):
+    """`dataset.map(pre)` over (first, second) elements calls pre(first, second): the second texts would pass through
+    as labels and `predict` would score the first texts alone. A text label (or weight) is refused instead."""
+    firsts, seconds = HELDOUT[:3], HELDOUT[3:6]
+    pairs = tf.data.Dataset.from_tensor_slices((firsts, seconds)).batch(3)
+    with pytest.raises(ValueError, match=r"pre\(\(first, second\)\)"):
+        pairs.map(short)
+    with pytest.raises(ValueError, match="second argument"):
+        short(tf.constant(firsts), np.array(seconds))
+    with pytest.raises(ValueError, match="second argument"):
+        short(firsts[0], seconds[0])
+    with pytest.raises(ValueError, match="second argument"):
+        short(tf.constant(firsts), np.arange(3), tf.constant(seconds))
+    labelled = tf.data.Dataset.from_tensor_slices(((firsts, seconds), np.arange(3))).batch(3).map(short)
+    features, labels = next(iter(labelled))
+    assert labels.numpy().tolist() == [0, 1, 2]
+    assert_same(features, hf(transformers.AlbertTokenizer.from_pretrained(str(MODEL_DIR)), firsts, seconds))
+
+
 def test_xla_is_refused_with_a_clear_message(short):
     with pytest.raises(ValueError, match="XLA cannot compile"):
         tf.function(short, jit_compile=True)(tf.constant(["a text"]))

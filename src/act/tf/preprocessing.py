@@ -234,6 +234,12 @@ class TFAlbertActPreprocessor(keras.layers.Layer):
                 "cannot compile: call it outside jit_compile=True code, e.g. in tf.data (dataset.map(pre)) before a "
                 "jit-compiled model, or compile the model that contains it with jit_compile=False"
             )
+        if any(_is_text(value) for value in keras.tree.flatten((y, sample_weight))):
+            raise ValueError(
+                "TFAlbertActPreprocessor takes one text argument (or a pair as ONE tuple); it got text in a second "
+                "argument (the label): in dataset.map(pre) over (first, second) elements, tokenize the pair with "
+                "dataset.map(lambda first, second: pre((first, second))), or nest it as ((first, second), label)"
+            )
         segments, rank = self._segments(inputs)
         ids = self._tokenize(tf.concat(segments, axis=0))  # both segments of a pair in one pass
         if len(segments) == 2:
@@ -395,6 +401,17 @@ def _truncate(ragged, keep):
 def _is_pair(inputs) -> bool:
     return (isinstance(inputs, (tuple, list)) and len(inputs) == 2
             and not any(isinstance(item, (str, bytes)) for item in inputs))
+
+
+def _is_text(value) -> bool:
+    """A string, or a tensor / array of strings (what a label never is)."""
+    if isinstance(value, (str, bytes)):
+        return True
+    dtype = getattr(value, "dtype", None)
+    if isinstance(dtype, (tf.DType, str)):  # a tensor; a KerasTensor's dtype is a name
+        return tf.as_dtype(dtype) == tf.string
+    kind = getattr(dtype, "kind", None)  # NumPy
+    return kind in ("U", "S") or (kind == "O" and value.size > 0 and isinstance(value.flat[0], (str, bytes)))
 
 
 def _in_xla_context() -> bool:
