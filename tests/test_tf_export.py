@@ -307,3 +307,30 @@ def test_export_tflite_write_is_atomic(tmp_path, monkeypatch):
     assert target.read_bytes() == b"the previous model" and sorted(tmp_path.iterdir()) == [target]
     assert model.export_tflite(target, sequence_length=8) == target
     assert target.read_bytes() == b"the new model" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_keras_file_save_is_atomic(tmp_path, monkeypatch):
+    """`model.save("x.keras")` writes aside and puts the file in place whole: a save that fails after Keras opened
+    its output (here while it writes the weights) leaves the previous file, and nothing else behind."""
+    from keras.src.saving import saving_lib
+
+    model = TFAlbertActModel(AlbertActConfig(**cases.tiny_config_kwargs()))
+    model.build()
+    target = tmp_path / "model.keras"
+    target.write_bytes(b"the previous model")
+
+    def fail(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(saving_lib, "_save_state", fail)
+        with pytest.raises(OSError, match="No space left"):
+            model.save(target)
+    assert target.read_bytes() == b"the previous model" and sorted(tmp_path.iterdir()) == [target]
+    model.save(target)
+    assert sorted(tmp_path.iterdir()) == [target]
+    reloaded = keras.models.load_model(target)
+    ids, mask, types = cases.make_inputs(3, batch=2, length=6)
+    inputs = {"input_ids": ids.astype("int32"), "attention_mask": mask.astype("int32"),
+              "token_type_ids": types.astype("int32")}
+    np.testing.assert_array_equal(reloaded(inputs)["updates"].numpy(), model(inputs)["updates"].numpy())

@@ -335,8 +335,11 @@ def keras_from_pretrained(cls, source, kwargs: dict, constructor_kwargs: tuple):
     raw = files.read_config(checkpoint.directory)
     try:
         config, unused = AlbertActConfig.from_dict(raw, return_unused_kwargs=True, **overrides)
-    except ValueError as error:
-        raise type(error)(f"{checkpoint.directory / files.CONFIG_NAME}: {error}") from error
+    except ValueError as error:  # name where the bad value came from: a keyword override, or the file
+        culprits = [f"{key}={value!r}" for key, value in overrides.items() if key in str(error)]
+        origin = f"{cls.__name__}.from_pretrained({', '.join(culprits)})" if culprits else \
+            str(checkpoint.directory / files.CONFIG_NAME)
+        raise type(error)(f"{origin}: {error}") from error
     if unused:
         raise TypeError(f"{cls.__name__}.from_pretrained: unknown arguments {sorted(unused)} (neither a config "
                         f"attribute nor one of {tuple(constructor_kwargs)})")

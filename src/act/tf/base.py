@@ -259,6 +259,16 @@ class TFAlbertActBase(keras.Model):
         """The export signature: one dict of int32 tensors of rank `input_rank`, every dimension dynamic."""
         return [{name: tf.TensorSpec((None,) * self.input_rank, tf.int32, name=name) for name in names}]
 
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        """`keras.Model.save`, crash-safe for a `.keras` file (`act.checkpoints.atomic`): written aside and put in
+        place whole, so a killed or failed save leaves the previous file (Keras writes into the target itself).
+        Other targets (file objects, `zipped=False`, legacy `.h5`) and a refused overwrite go to Keras as they are."""
+        path = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else None
+        if path is None or not path.endswith(".keras") or zipped is False or (not overwrite and os.path.exists(path)):
+            return super().save(filepath, overwrite=overwrite, zipped=zipped, **kwargs)
+        with atomic.transaction(path, overwrite=True, kind="file") as staged:
+            return super().save(str(staged.path), overwrite=True, zipped=zipped, **kwargs)
+
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
         """`keras.Model.export`; by default the signature is `serving_input_signature()` (any batch and length)."""
         if input_signature is None:
