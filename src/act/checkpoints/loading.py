@@ -340,7 +340,10 @@ def keras_from_pretrained(cls, source, kwargs: dict, constructor_kwargs: tuple):
     if unused:
         raise TypeError(f"{cls.__name__}.from_pretrained: unknown arguments {sorted(unused)} (neither a config "
                         f"attribute nor one of {tuple(constructor_kwargs)})")
-    model = cls(config, **kwargs)
+    try:
+        model = cls(config, **kwargs)
+    except ValueError as error:  # a config the Keras class cannot build (e.g. an untied MLM decoder)
+        raise type(error)(f"{checkpoint.directory / files.CONFIG_NAME}: {error}") from error
     model.build()
     skipped: dict = {}
     state = files.read_weights(checkpoint, skipped=skipped)
