@@ -202,6 +202,16 @@ def test_keyword_overrides_are_validated(saved, framework, override, message):
         load(framework, saved[3], **override)
 
 
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_an_invalid_config_file_is_named(tmp_path, saved, framework):
+    directory = tmp_path / "bad"
+    shutil.copytree(saved[3], directory)
+    raw = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps(dict(raw, act_epsilon=2.0)))
+    with pytest.raises(ValueError, match=rf"^{directory / 'config.json'}: act_epsilon must lie strictly between"):
+        load(framework, directory)
+
+
 def test_a_tied_copy_must_equal_its_source(tmp_path):
     from act import AlbertActForMaskedLM
 

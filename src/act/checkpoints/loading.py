@@ -232,7 +232,13 @@ def pytorch_from_pretrained(cls, parent, source, model_args: tuple, kwargs: dict
     kwargs = dict(kwargs)
     kwargs.pop("subfolder", None)
     if kwargs.get("config") is None:
-        files.read_config(checkpoint.directory)  # a clear error naming the file when there is none
+        raw = files.read_config(checkpoint.directory)  # a clear error naming the file when there is none
+        from ..configuration import AlbertActConfig
+
+        try:  # the file's own values, before transformers applies the keyword overrides (checked there too)
+            AlbertActConfig.from_dict(raw)
+        except ValueError as error:
+            raise type(error)(f"{checkpoint.directory / files.CONFIG_NAME}: {error}") from error
         kwargs["config"] = str(checkpoint.directory)
     label = str(checkpoint.directory if checkpoint.shards else checkpoint.path)
     token = _SOURCE.set((label, skipped))
