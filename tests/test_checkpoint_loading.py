@@ -203,6 +203,16 @@ def test_keyword_overrides_are_validated(saved, framework, override, message):
     assert "config.json" not in str(error.value)  # the bad value is the keyword's, not the file's
 
 
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_an_invalid_config_file_is_named(tmp_path, saved, framework):
+    directory = tmp_path / "bad"
+    shutil.copytree(saved[3], directory)
+    raw = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps(dict(raw, act_epsilon=2.0)))
+    with pytest.raises(ValueError, match=rf"^{directory / 'config.json'}: act_epsilon must lie strictly between"):
+        load(framework, directory)
+
+
 def test_a_tied_copy_must_equal_its_source(tmp_path):
     from act import AlbertActForMaskedLM
 
@@ -322,3 +332,37 @@ def test_an_untied_model_loads_both_copies():
     assert sorted(checked) == sorted(state)
     with pytest.raises(CheckpointError, match="differs from albert.embeddings.word_embeddings.weight"):
         check_state(state, expected, "f", "M", ties=True)
+
+
+def test_an_untied_mlm_checkpoint_loads_in_pytorch_and_keras_refuses_it_by_name(tmp_path):
+    """`tie_word_embeddings=False`: PyTorch keeps both matrices; the Keras MLM head has no decoder weight of its own,
+    so it refuses the config (naming the key and the file) instead of silently tying (its save then claimed an
+    untied model without a decoder, and PyTorch initialised the decoder at random)."""
+    from act import AlbertActForMaskedLM
+    from act.convert import convert
+
+    torch.manual_seed(0)
+    model = AlbertActForMaskedLM(AlbertActConfig(**cases.tiny_config_kwargs(tie_word_embeddings=False))).eval()
+    assert not torch.equal(model.predictions.decoder.weight, model.albert.embeddings.word_embeddings.weight)
+    model.save_pretrained(tmp_path / "untied")
+    again = AlbertActForMaskedLM.from_pretrained(tmp_path / "untied")
+    for key, value in model.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+    convert(tmp_path / "untied", tmp_path / "canonical")
+    assert "predictions.decoder.weight" in load_file(str(tmp_path / "canonical" / "model.safetensors"))
+    converted = AlbertActForMaskedLM.from_pretrained(tmp_path / "canonical")
+    for key, value in model.state_dict().items():
+        assert torch.equal(converted.state_dict()[key], value), key
+    if not HAS_KERAS:
+        return
+    from act import TFAlbertActForMaskedLM, TFAlbertActForPreTraining
+
+    for cls in (TFAlbertActForMaskedLM, TFAlbertActForPreTraining):
+        with pytest.raises(ValueError, match="tie_word_embeddings=False: the Keras MLM head always ties"):
+            cls(model.config)
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'untied' / 'config.json'}: tie_word_embeddings=False"):
+        TFAlbertActForMaskedLM.from_pretrained(tmp_path / "untied")
+    with pytest.raises(CheckpointError, match=rf"{tmp_path / 'untied' / 'config.json'}: cannot be written as a "
+                                              rf"Keras TFAlbertActForMaskedLM: tie_word_embeddings=False"):
+        convert(tmp_path / "untied", tmp_path / "untied.keras", to="keras")
+    assert not (tmp_path / "untied.keras").exists()

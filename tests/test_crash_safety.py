@@ -131,6 +131,24 @@ def test_one_writer_at_a_time(tmp_path, capsys):
     assert main(["convert", str(source), str(dest)]) == 0  # the lock is gone with its holder
 
 
+def test_one_writer_at_a_time_whatever_the_spelling_of_dest(tmp_path):
+    """A writer through a symlink to DEST (or to a directory above it) takes the same lock as one through the real
+    path: without it, the second writer's recovery removed the first one's staging directory mid-run."""
+    real = tmp_path / "a" / "model"
+    write_tree(real, {**OLD, **USER})
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "model").symlink_to(real)
+    (tmp_path / "c").symlink_to(tmp_path / "a")
+    with atomic.transaction(real, overwrite=True, replaces=files.is_model_file) as first:
+        write_tree(first.path, NEW)
+        for other in (tmp_path / "b" / "model", tmp_path / "c" / "model"):
+            with pytest.raises(DestinationBusy, match="is writing it right now"):
+                with atomic.transaction(other, overwrite=True, replaces=files.is_model_file) as second:
+                    write_tree(second.path, {"config.json": b"second"})
+        assert first.staging.is_dir()  # still there: nobody took it for a killed run's leftovers
+    assert tree(real) == {**NEW, **USER} and leftovers(tmp_path) == []
+
+
 def test_recovery_removes_only_its_own_leftovers(tmp_path):
     dest = tmp_path / "out"
     write_tree(dest, {**OLD, **USER})

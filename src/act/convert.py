@@ -373,6 +373,12 @@ def convert(source, dest, to: str = "canonical", verify: bool = False, config=No
         report.converted = len(checked)
 
         if target == "keras":
+            try:  # a config the Keras class cannot build is the source's problem: name its config
+                keras_class(architecture)(config_object)
+            except CheckpointError:
+                raise
+            except ValueError as error:
+                raise CheckpointError(f"{origin}: cannot be written as a Keras TF{architecture}: {error}") from error
             canonical_dir = transaction.scratch / "canonical"
             files.write_canonical_files(canonical_dir, config_object.to_dict(), checked)
             model = keras_class(architecture).from_pretrained(canonical_dir)

@@ -2,7 +2,7 @@
 
 Every writer of a model (`act convert`, both frameworks' `save_pretrained`) goes through `transaction`:
 
-1. **Lock.** ``.<DEST>.act-lock`` next to DEST, held with `fcntl.flock` for the whole run: a second writer of the
+1. **Lock.** ``.<DEST>.act-lock`` next to DEST (next to what DEST resolves to, through symlinks), held with `fcntl.flock` for the whole run: a second writer of the
    same DEST fails at once with `DestinationBusy` (the kernel drops the lock of a killed process, so a lock is never
    stale). The lock file is removed when the writer is done.
 2. **Recover.** Leftovers of a killed run on this DEST (staging directories, recognised by their name and the
@@ -95,7 +95,11 @@ def write_json_atomically(path: Path, value) -> None:
 
 
 def lock_path(dest: Path) -> Path:
-    return dest.parent / f".{dest.name}{LOCK_SUFFIX}"
+    """The lock file of `dest`, next to the directory or file that `dest` really is: two spellings of one DEST (a
+    symlink to it, or to a directory above it) share one lock, so their writers never run at once (the second
+    one's recovery would otherwise remove the first one's staging directory in the middle of its run)."""
+    real = Path(os.path.realpath(dest))
+    return real.parent / f".{real.name}{LOCK_SUFFIX}"
 
 
 @contextlib.contextmanager

@@ -232,7 +232,13 @@ def pytorch_from_pretrained(cls, parent, source, model_args: tuple, kwargs: dict
     kwargs = dict(kwargs)
     kwargs.pop("subfolder", None)
     if kwargs.get("config") is None:
-        files.read_config(checkpoint.directory)  # a clear error naming the file when there is none
+        raw = files.read_config(checkpoint.directory)  # a clear error naming the file when there is none
+        from ..configuration import AlbertActConfig
+
+        try:  # the file's own values, before transformers applies the keyword overrides (checked there too)
+            AlbertActConfig.from_dict(raw)
+        except ValueError as error:
+            raise type(error)(f"{checkpoint.directory / files.CONFIG_NAME}: {error}") from error
         kwargs["config"] = str(checkpoint.directory)
     label = str(checkpoint.directory if checkpoint.shards else checkpoint.path)
     token = _SOURCE.set((label, skipped))
@@ -343,7 +349,10 @@ def keras_from_pretrained(cls, source, kwargs: dict, constructor_kwargs: tuple):
     if unused:
         raise TypeError(f"{cls.__name__}.from_pretrained: unknown arguments {sorted(unused)} (neither a config "
                         f"attribute nor one of {tuple(constructor_kwargs)})")
-    model = cls(config, **kwargs)
+    try:
+        model = cls(config, **kwargs)
+    except ValueError as error:  # a config the Keras class cannot build (e.g. an untied MLM decoder)
+        raise type(error)(f"{checkpoint.directory / files.CONFIG_NAME}: {error}") from error
     model.build()
     skipped: dict = {}
     state = files.read_weights(checkpoint, skipped=skipped)

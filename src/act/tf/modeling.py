@@ -409,6 +409,10 @@ class TFAlbertActMLMHead(Layer):
     """
 
     def __init__(self, config: AlbertActConfig, **kwargs):
+        if not config.tie_word_embeddings:  # there is no decoder weight that could differ from the embeddings
+            raise ValueError("tie_word_embeddings=False: the Keras MLM head always ties its decoder to the word "
+                             "embeddings (it has no decoder weight of its own); use the PyTorch model for an untied "
+                             "decoder")
         super().__init__(config, **kwargs)
         dtype = self.dtype_policy
         self.LayerNorm = layer_norm(config.embedding_size, "LayerNorm", config, dtype)
