@@ -58,6 +58,10 @@ BROKEN = {
     "int32": (lambda s: s.__setitem__(HALTING, (s[HALTING] * 100).astype(np.int32)),
               rf"model\.safetensors: {HALTING} holds int32 values in the checkpoint but the model's weight is "
               r"floating point"),
+    "nan": (lambda s: s[HALTING].__setitem__((0, 3), np.nan),
+            rf"model\.safetensors: {HALTING} holds NaN or infinite values in the checkpoint"),
+    "inf": (lambda s: s["embeddings.word_embeddings.weight"].__setitem__((5, 0), -np.inf),
+            r"model\.safetensors: embeddings\.word_embeddings\.weight holds NaN or infinite values"),
 }
 FRAMEWORKS = ["pytorch", pytest.param("keras", marks=pytest.mark.skipif(not HAS_KERAS, reason="no tensorflow"))]
 

@@ -235,6 +235,10 @@ def test_a_flagged_directory_is_refused_until_the_next_run_finishes_it(tmp_path)
     assert pending_commit(dest) is not None
     with pytest.raises(CheckpointError, match=r"killed while it replaced the model files.*--overwrite"):
         files.detect(dest)
+    from act.inspect import resolve_model_dir  # act inspect / act stats say the same (not "no config.json")
+
+    with pytest.raises(CheckpointError, match=r"killed while it replaced the model files"):
+        resolve_model_dir(dest)
     with atomic.transaction(dest, overwrite=True, replaces=files.is_model_file) as transaction:
         assert transaction.recovered == [f"finished the interrupted replacement of the model files in {dest}"]
         write_tree(transaction.path, {"config.json": b"third", "model.safetensors": b"third"})

@@ -40,6 +40,9 @@ def resolve_model_dir(model: str | Path | None, revision: str | None = None, cac
         raise FileNotFoundError(f"model directory {directory} does not exist")
     if not directory.is_dir():
         raise FileNotFoundError(f"model path {directory} is not a directory (expected config.json + model weights)")
+    from .checkpoints import files
+
+    files.refuse_interrupted(directory)  # a CheckpointError (ValueError): a killed save left it half-replaced
     if not (directory / "config.json").is_file():
         raise FileNotFoundError(f"no config.json in model directory {directory}")
     return directory

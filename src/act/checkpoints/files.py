@@ -107,7 +107,8 @@ class Checkpoint:
         return FORMAT_NAMES[self.format]
 
 
-def _refuse_interrupted(directory: Path) -> None:
+def refuse_interrupted(directory: Path) -> None:
+    """A `CheckpointError` for a directory whose model files a killed save left half-replaced."""
     staging = atomic.pending_commit(directory)
     if staging is not None:
         raise CheckpointError(
@@ -139,7 +140,7 @@ def detect(source: str | os.PathLike) -> Checkpoint:
     """
     source = Path(os.fspath(source))
     if source.is_dir():
-        _refuse_interrupted(source)
+        refuse_interrupted(source)
         for name, fmt in ((SAFE_WEIGHTS_NAME, "canonical"), (SAFE_INDEX_NAME, "canonical"),
                           (PT_WEIGHTS_NAME, "pytorch_bin"), (PT_INDEX_NAME, "pytorch_bin"),
                           (TF_WEIGHTS_NAME, "legacy_h5")):

@@ -7,7 +7,8 @@ PyTorch `from_pretrained` (every format, including the safetensors/.bin files tr
    task checkpoint into the bare model, no pooler);
 2. leave out buffers (`position_ids`) and tied copies (`names.TIED`; a copy must equal its source);
 3. check names, shapes and dtypes against the model: a missing or unexpected encoder tensor, a shape that differs
-   from the model's, or a non-float tensor where the model has a float weight is a `CheckpointError` naming the
+   from the model's, a non-float tensor where the model has a float weight, or a weight holding NaN or infinite
+   values is a `CheckpointError` naming the
    file and the tensors (and both shapes; a shape mismatch is a `ShapeMismatchError`, also a `RuntimeError` as in
    transformers, and `ignore_mismatched_sizes=True` initialises such weights instead, with transformers' warning);
 4. say what was skipped and why (`LoadReport`). A task model loading a checkpoint without its head keeps the head's
@@ -116,6 +117,14 @@ def _dtype_name(value) -> str:
     return str(getattr(value, "dtype", type(value).__name__)).replace("torch.", "")
 
 
+def _all_finite(value) -> bool:
+    if hasattr(value, "is_floating_point"):
+        import torch
+
+        return bool(torch.isfinite(value).all())
+    return bool(np.isfinite(np.asarray(value)).all())
+
+
 def _same(a, b) -> bool:
     if hasattr(a, "is_floating_point") and hasattr(b, "is_floating_point"):
         import torch
@@ -190,6 +199,9 @@ def check_state(state: Mapping, expected: Mapping[str, tuple[tuple, bool]], sour
         elif floating and not is_float(value):
             problems.append(f"{name} holds {_dtype_name(value)} values in the checkpoint but the model's weight is "
                             f"floating point (a checkpoint of another kind of model, or a corrupt file?)")
+        elif floating and not _all_finite(value):
+            problems.append(f"{name} holds NaN or infinite values in the checkpoint (a diverged training run, or a "
+                            f"corrupt file?)")
     if mismatched:
         hint = "" if strict else " (from_pretrained(..., ignore_mismatched_sizes=True) initialises them instead)"
         raise ShapeMismatchError(f"{source}: " + "; ".join(problems + mismatched) + hint)
