@@ -62,6 +62,26 @@ VARIANTS = ("act-dense", "act-fast", "act-compiled", "albert@cap", "albert@mean"
 DTYPES = ("float32", "bfloat16", "float16")
 
 
+def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """--batch, --seq, --cap, --bias, --gain: what to change of the --size preset (shared with the other benchmarks
+    of PyTorch ALBERT-ACT models)."""
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--seq", type=int)
+    parser.add_argument("--cap", type=int, help="iteration cap (num_hidden_layers)")
+    parser.add_argument("--bias", type=float, help="halting unit bias")
+    parser.add_argument("--gain", type=float, help="halting unit weight gain")
+
+
+def shape_spec(args) -> dict:
+    """The --size preset with the changes of `add_shape_arguments`."""
+    spec = dict(SIZES[args.size])
+    for key, name in (("batch", "batch"), ("seq", "seq"), ("num_hidden_layers", "cap"), ("bias", "bias"),
+                      ("gain", "gain")):
+        if getattr(args, name) is not None:
+            spec[key] = getattr(args, name)
+    return spec
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="base")
@@ -72,11 +92,7 @@ def parse_args(argv=None):
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall: elapsed time; cpu: the process's CPU time (all threads), which other jobs on a "
                              "shared machine barely change: use it with --threads 1")
-    parser.add_argument("--batch", type=int)
-    parser.add_argument("--seq", type=int)
-    parser.add_argument("--cap", type=int, help="iteration cap (num_hidden_layers)")
-    parser.add_argument("--bias", type=float, help="halting unit bias")
-    parser.add_argument("--gain", type=float, help="halting unit weight gain")
+    add_shape_arguments(parser)
     parser.add_argument("--ragged", action="store_true", help="pad rows to random lengths (default: full rows)")
     parser.add_argument("--no-keras", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
@@ -88,12 +104,7 @@ def parse_args(argv=None):
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     parser.add_argument("--albert-depth", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    spec = dict(SIZES[args.size])
-    for key, name in (("batch", "batch"), ("seq", "seq"), ("num_hidden_layers", "cap"), ("bias", "bias"),
-                      ("gain", "gain")):
-        if getattr(args, name) is not None:
-            spec[key] = getattr(args, name)
-    args.spec = spec
+    args.spec = shape_spec(args)
     return args
 
 

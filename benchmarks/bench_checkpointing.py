@@ -36,13 +36,9 @@ import time
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SIZES = {
-    "base": dict(hidden_size=768, num_attention_heads=12, intermediate_size=3072, embedding_size=128,
-                 num_hidden_layers=24, batch=8, seq=128, bias=-1.4, gain=1.0),
-    "tiny": dict(hidden_size=312, num_attention_heads=12, intermediate_size=1248, embedding_size=128,
-                 num_hidden_layers=6, batch=8, seq=128, bias=-0.2, gain=1.0),
-}
-VOCAB = 30000
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_act import SIZES, VOCAB, add_shape_arguments, shape_spec  # noqa: E402  (the same presets)
+
 VARIANTS = ("plain", "checkpointed")
 
 
@@ -52,22 +48,13 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads on CPU")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (each runs both variants once)")
-    parser.add_argument("--batch", type=int)
-    parser.add_argument("--seq", type=int)
-    parser.add_argument("--cap", type=int, help="iteration cap (num_hidden_layers)")
-    parser.add_argument("--bias", type=float, help="halting unit bias")
-    parser.add_argument("--gain", type=float, help="halting unit weight gain")
+    add_shape_arguments(parser)
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory-worker", choices=VARIANTS, help=argparse.SUPPRESS)  # internal
     args = parser.parse_args(argv)
-    spec = dict(SIZES[args.size])
-    for key, name in (("batch", "batch"), ("seq", "seq"), ("num_hidden_layers", "cap"), ("bias", "bias"),
-                      ("gain", "gain")):
-        if getattr(args, name) is not None:
-            spec[key] = getattr(args, name)
-    args.spec = spec
+    args.spec = shape_spec(args)
     return args
 
 
