@@ -482,6 +482,12 @@ def test_pretrain_end_to_end(tmp_path):
     refused = run_cli("pretrain", corpus, foreign, "--from", out, "--max_steps", 1, "--use_cpu")
     assert refused.returncode == 1 and "not empty" in refused.stderr
     assert (foreign / "notes.txt").read_text() == "mine" and len(list(foreign.iterdir())) == 1
+    # ... also when resuming from a checkpoint: the final model, card and marker would land among the user's files
+    checkpoint = next(out.glob("checkpoint-*"))
+    refused = run_cli("pretrain", corpus, foreign, "--from", out, "--lamb", "--max_steps", 10, "--use_cpu",
+                      "--resume_from_checkpoint", checkpoint)
+    assert refused.returncode == 1 and "not empty" in refused.stderr
+    assert (foreign / "notes.txt").read_text() == "mine" and len(list(foreign.iterdir())) == 1
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -230,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     from .common import check_output_dir, command_line, find_spiece, save_final, write_marker
 
     out, options, training, task, labels, tokenizer, train_set, dev_set = prepare(args)
-    check_output_dir(out, training.resume_from_checkpoint is not None)
+    check_output_dir(out)
     if training.should_save:
         write_marker(out, command_line(args), {"finetune": asdict(options), "task": task, "labels": labels})
     if options.grid:
