@@ -633,6 +633,17 @@ def test_finetune_rejects_bad_data(tmp_path, model_dir):
     with _capture() as captured:
         assert main(["finetune", str(train), str(dev_new_label), str(tmp_path / "c"), *common]) == 1
     assert "'surprise'" in captured.err()
+    # an empty label cell: a clear error naming the file (regression and classification, TRAIN and DEV)
+    blank = tmp_path / "blank.csv"
+    blank.write_text("text,label,score\njesus wept .,he,0.5\ngod is love .,,\n", encoding="utf-8")
+    for files, label, out in (((blank, dev), "score", "d"), ((train, blank), "score", "e"),
+                              ((train, blank), "label", "f")):
+        regression = ["--task", "regression"] if label == "score" else []
+        with _capture() as captured:
+            assert main(["finetune", *map(str, files), str(tmp_path / out), "--label-column", label, *regression,
+                         *common]) == 1
+        assert f"{blank}: column {label!r} has empty labels" in captured.err(), captured.err()[-500:]
+        assert not (tmp_path / out).exists()
 
 
 def test_finetune_grid_chooses_the_best_mean(tmp_path, model_dir):
