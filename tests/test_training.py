@@ -552,6 +552,25 @@ def test_missing_corpus_is_an_error(tmp_path, model_dir):
     assert "nope.txt does not exist" in captured.err()
 
 
+def test_corpus_without_text_or_pairs_is_a_clear_error(tmp_path, model_dir, tokenizer):
+    from act.cli import main
+    from act.training.data import PairSettings, build_pairs, tokenize_corpus
+
+    for name, text in (("empty.txt", ""), ("blank.txt", "\n  \n\n")):  # not a datasets traceback
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with _capture() as captured:
+            assert main(["pretrain", str(tmp_path / name), str(tmp_path / "out"), "--from", str(model_dir),
+                         "--cache-dir", str(tmp_path / "cache"), "--use_cpu"]) == 1
+        assert f"corpus {tmp_path / name} is empty" in captured.err(), captured.err()[-500:]
+    assert not (tmp_path / "out").exists()
+    single = tmp_path / "single.txt"  # one-piece documents: no pair has two non-empty sides
+    single.write_text("the\n\nthe\n", encoding="utf-8")
+    assert len(tokenizer("the", add_special_tokens=False)["input_ids"]) == 1
+    _, fingerprint = tokenize_corpus([single], tokenizer, tmp_path / "cache")
+    with pytest.raises(ValueError, match="no sentence-order pair"):
+        build_pairs(fingerprint, tokenizer, PairSettings(32), tmp_path / "cache")
+
+
 # ------------------------------------------------------------------------------------------------- act finetune
 def test_finetune_classification_csv(tmp_path, model_dir):
     train = write_table(tmp_path / "train.csv", labelled_rows(48))
