@@ -794,3 +794,37 @@ def test_pretrain_prepare_data_only(tmp_path):
     assert [p.name.split("-")[0] for p in sorted(cache.iterdir()) if not p.name.startswith("text")] == ["pairs",
                                                                                                      "tokens"]
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_pretrain_demo_recipe_writes_only_its_own_directories(tmp_path):
+    """examples/pretrain_demo.py writes the shipped files into --out and clears --work/run: only where it wrote."""
+    import importlib.util
+
+    from training_helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("pretrain_demo", REPO / "examples" / "pretrain_demo.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    recipe.check_out(tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    recipe.check_out(tmp_path / "empty")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text("{}")
+    (foreign / "training.json").write_text('{"mine": 1}')
+    with pytest.raises(SystemExit, match="not written by this recipe"):
+        recipe.check_out(foreign)
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "ours" / "training.json").write_text('{"recipe": "examples/pretrain_demo.py"}')
+    recipe.check_out(tmp_path / "ours")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="not written by act pretrain"):
+        recipe.clear_run(run)
+    assert (run / "notes.txt").read_text() == "mine"
+    (run / "act_training.json").write_text("{}")
+    recipe.clear_run(run)
+    assert not run.exists()
+    recipe.install(foreign / "config.json", tmp_path / "ours")
+    assert (tmp_path / "ours" / "config.json").read_text() == "{}" and len(list((tmp_path / "ours").iterdir())) == 2
