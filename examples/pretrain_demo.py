@@ -125,6 +125,38 @@ def check_tokenizer(directory: Path) -> int:
     return len(tokenizer)
 
 
+# ----------------------------------------------------------------------------------------- nothing lost
+def check_out(out: Path) -> None:
+    """--out must be new, empty, or a model directory this recipe wrote (its training.json has a "recipe" key):
+    the shipped files are written over, and another directory's config.json or model.safetensors are not ours."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            ours = "recipe" in json.loads((out / "training.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError):
+            ours = False
+        if not ours:
+            raise SystemExit(f"--out {out} is not empty and was not written by this recipe: choose a new directory")
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove the recipe's previous `act pretrain` output under --work, and only that (act marks it)."""
+    if not run_dir.exists():
+        return
+    if not (run_dir / "act_training.json").is_file():
+        raise SystemExit(f"{run_dir} exists and was not written by act pretrain: move it or choose another --work")
+    shutil.rmtree(run_dir)
+
+
+def install(source: Path, out: Path) -> None:
+    """Copy a file into --out through a temporary sibling: a killed copy leaves the old file or the new one."""
+    temporary = out / f".{source.name}.tmp"
+    shutil.copyfile(source, temporary)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, out / source.name)
+
+
 # ------------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -155,6 +187,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     work, out = Path(args.work), Path(args.out)
+    check_out(out)
     work.mkdir(parents=True, exist_ok=True)
     chapters = fetch_corpus(work)
     train_chapters, held_out = chapters[:-HELD_OUT_CHAPTERS], chapters[-HELD_OUT_CHAPTERS:]
@@ -183,8 +216,7 @@ def main(argv=None) -> int:
     config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
     run_dir = work / "run"
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # the recipe's own previous run (under --work)
+    clear_run(run_dir)  # the recipe's own previous run (under --work)
     command = [
         "act", "pretrain", str(corpus), str(run_dir), "--config", str(config_file), "--tokenizer", str(tokenizer),
         "--max-seq-length", str(args.max_len), "--dupe-factor", str(args.dupe_factor),
@@ -208,9 +240,8 @@ def main(argv=None) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     for name in SHIPPED:
-        shutil.copyfile(run_dir / name, out / name)
-        os.chmod(out / name, 0o644)
-    shutil.copyfile(heldout, out / "heldout.txt")
+        install(run_dir / name, out)
+    install(heldout, out)
     state = json.loads((run_dir / "trainer_state.json").read_text(encoding="utf-8"))
     evaluation = json.loads((run_dir / "eval_results.json").read_text(encoding="utf-8"))
     import torch
@@ -226,7 +257,8 @@ def main(argv=None) -> int:
         "final_training_log": ([e for e in state["log_history"] if "loss" in e] or [None])[-1],
         "heldout_evaluation": evaluation,
     }
-    (out / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    (work / "training.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    install(work / "training.json", out)
     print(f"saved to {out} after {elapsed:.0f}s of training; now: act stats {out / 'heldout.txt'} --model {out}")
     return 0
 

@@ -132,6 +132,8 @@ def test_pytorch_bad_knob_is_a_clear_error(knob, name, words):
         model(**pt_inputs(ids, mask, types), max_iterations=torch.tensor(2))  # a tensor is no Python int
     with pytest.raises(ValueError, match="act_epsilon"):
         model(**pt_inputs(ids, mask, types), act_epsilon=torch.tensor(0.1))
+    with pytest.raises(TypeError, match="max_iteration"):  # a misspelt knob is no silent no-op, as in Keras
+        model(**pt_inputs(ids, mask, types), max_iteration=2)
 
 
 @pytest.mark.parametrize("name, value", [("act_epsilon", 1.5), ("act_epsilon", 0), ("num_hidden_layers", 2.5),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -234,6 +236,10 @@ def test_cli_json_csv_png(tmp_path, capsys, sample):
         assert int(r["count"]) == row["count"]
         assert float(r["ci95_low"]) == pytest.approx(row["ci95"][0], abs=1e-6)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in (out_json, out_csv, png):  # the usual permissions, not the private ones of a temporary file
+        assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask, written
     # the same seed gives the same report, and so does file-order batching
     again = tmp_path / "again.json"
     assert main([*args[:8], "--order", "file", "--batch-size", "2", "--json", str(again)]) == 0

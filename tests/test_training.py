@@ -482,6 +482,12 @@ def test_pretrain_end_to_end(tmp_path):
     refused = run_cli("pretrain", corpus, foreign, "--from", out, "--max_steps", 1, "--use_cpu")
     assert refused.returncode == 1 and "not empty" in refused.stderr
     assert (foreign / "notes.txt").read_text() == "mine" and len(list(foreign.iterdir())) == 1
+    # ... also when resuming from a checkpoint: the final model, card and marker would land among the user's files
+    checkpoint = next(out.glob("checkpoint-*"))
+    refused = run_cli("pretrain", corpus, foreign, "--from", out, "--lamb", "--max_steps", 10, "--use_cpu",
+                      "--resume_from_checkpoint", checkpoint)
+    assert refused.returncode == 1 and "not empty" in refused.stderr
+    assert (foreign / "notes.txt").read_text() == "mine" and len(list(foreign.iterdir())) == 1
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -544,6 +550,25 @@ def test_missing_corpus_is_an_error(tmp_path, model_dir):
         assert main(["pretrain", str(tmp_path / "nope.txt"), str(tmp_path / "out"), "--from", str(model_dir),
                      "--use_cpu"]) == 1
     assert "nope.txt does not exist" in captured.err()
+
+
+def test_corpus_without_text_or_pairs_is_a_clear_error(tmp_path, model_dir, tokenizer):
+    from act.cli import main
+    from act.training.data import PairSettings, build_pairs, tokenize_corpus
+
+    for name, text in (("empty.txt", ""), ("blank.txt", "\n  \n\n")):  # not a datasets traceback
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with _capture() as captured:
+            assert main(["pretrain", str(tmp_path / name), str(tmp_path / "out"), "--from", str(model_dir),
+                         "--cache-dir", str(tmp_path / "cache"), "--use_cpu"]) == 1
+        assert f"corpus {tmp_path / name} is empty" in captured.err(), captured.err()[-500:]
+    assert not (tmp_path / "out").exists()
+    single = tmp_path / "single.txt"  # one-piece documents: no pair has two non-empty sides
+    single.write_text("the\n\nthe\n", encoding="utf-8")
+    assert len(tokenizer("the", add_special_tokens=False)["input_ids"]) == 1
+    _, fingerprint = tokenize_corpus([single], tokenizer, tmp_path / "cache")
+    with pytest.raises(ValueError, match="no sentence-order pair"):
+        build_pairs(fingerprint, tokenizer, PairSettings(32), tmp_path / "cache")
 
 
 # ------------------------------------------------------------------------------------------------- act finetune
@@ -627,6 +652,17 @@ def test_finetune_rejects_bad_data(tmp_path, model_dir):
     with _capture() as captured:
         assert main(["finetune", str(train), str(dev_new_label), str(tmp_path / "c"), *common]) == 1
     assert "'surprise'" in captured.err()
+    # an empty label cell: a clear error naming the file (regression and classification, TRAIN and DEV)
+    blank = tmp_path / "blank.csv"
+    blank.write_text("text,label,score\njesus wept .,he,0.5\ngod is love .,,\n", encoding="utf-8")
+    for files, label, out in (((blank, dev), "score", "d"), ((train, blank), "score", "e"),
+                              ((train, blank), "label", "f")):
+        regression = ["--task", "regression"] if label == "score" else []
+        with _capture() as captured:
+            assert main(["finetune", *map(str, files), str(tmp_path / out), "--label-column", label, *regression,
+                         *common]) == 1
+        assert f"{blank}: column {label!r} has empty labels" in captured.err(), captured.err()[-500:]
+        assert not (tmp_path / out).exists()
 
 
 def test_finetune_grid_chooses_the_best_mean(tmp_path, model_dir):
@@ -758,3 +794,37 @@ def test_pretrain_prepare_data_only(tmp_path):
     assert [p.name.split("-")[0] for p in sorted(cache.iterdir()) if not p.name.startswith("text")] == ["pairs",
                                                                                                      "tokens"]
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_pretrain_demo_recipe_writes_only_its_own_directories(tmp_path):
+    """examples/pretrain_demo.py writes the shipped files into --out and clears --work/run: only where it wrote."""
+    import importlib.util
+
+    from training_helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("pretrain_demo", REPO / "examples" / "pretrain_demo.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    recipe.check_out(tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    recipe.check_out(tmp_path / "empty")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text("{}")
+    (foreign / "training.json").write_text('{"mine": 1}')
+    with pytest.raises(SystemExit, match="not written by this recipe"):
+        recipe.check_out(foreign)
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "ours" / "training.json").write_text('{"recipe": "examples/pretrain_demo.py"}')
+    recipe.check_out(tmp_path / "ours")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="not written by act pretrain"):
+        recipe.clear_run(run)
+    assert (run / "notes.txt").read_text() == "mine"
+    (run / "act_training.json").write_text("{}")
+    recipe.clear_run(run)
+    assert not run.exists()
+    recipe.install(foreign / "config.json", tmp_path / "ours")
+    assert (tmp_path / "ours" / "config.json").read_text() == "{}" and len(list((tmp_path / "ours").iterdir())) == 2

@@ -89,5 +89,16 @@ class AlbertActBase(PreTrainedModel):
         shape = inputs_lib.check_shapes(OPS, self.config, **given)
         return inputs_lib.check_values(OPS, self.config, **given, static_shape=shape)
 
+    @staticmethod
+    def check_kwargs(kwargs) -> None:
+        """A keyword `AlbertActModel.forward` does not know (a misspelt knob such as ``max_iteration=2``) is a
+        TypeError, as in Keras (`halting_limits(..., strict=True)`), never a silent full-depth run."""
+        known = AlbertActKwargs.__required_keys__ | AlbertActKwargs.__optional_keys__
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            from ..configuration import HALTING_KNOBS
+
+            raise TypeError(f"unexpected keyword argument(s) {unknown}; the compute knobs are {HALTING_KNOBS}")
+
 
 __all__ = ["AlbertActBase"]

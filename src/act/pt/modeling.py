@@ -409,6 +409,7 @@ class AlbertActModel(AlbertActPreTrainedModel):
         """The compute knob: `kwargs` may lower the iteration cap (``max_iterations``) or raise the halting epsilon
         for this call (`AlbertActConfig.halting_limits`); every task model passes them on."""
         given, invalid = self.check_inputs(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
+        self.check_kwargs(kwargs)
         threshold, cap = self.config.halting_limits(kwargs)
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (

@@ -12,11 +12,13 @@ from pathlib import Path
 MARKER = "act_training.json"
 
 
-def check_output_dir(out: Path, resuming: bool) -> None:
-    """OUT must be new, empty, or a directory an earlier `act pretrain`/`act finetune` wrote (nothing lost)."""
+def check_output_dir(out: Path) -> None:
+    """OUT must be new, empty, or a directory an earlier `act pretrain`/`act finetune` wrote (nothing lost). Resuming
+    (--resume_from_checkpoint) is no exception: the final model, tokenizer and card are written into OUT whatever
+    the checkpoint, and a checkpoint these commands wrote lies in a directory they marked."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"OUT {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists() and not resuming:
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
         raise FileExistsError(f"OUT {out} is not empty and was not written by act pretrain/finetune: choose a new "
                               f"directory (nothing there is overwritten)")
 

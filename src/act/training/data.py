@@ -90,7 +90,15 @@ def check_corpus(paths) -> list[Path]:
             raise FileNotFoundError(f"corpus file {path} does not exist")
         if not path.is_file():
             raise FileNotFoundError(f"corpus {path} is not a file")
+    if not any(_has_text(path) for path in paths):  # not a `datasets` traceback about schemas or "no data"
+        raise ValueError(f"corpus {', '.join(map(str, paths))} is empty (no line with text)")
     return paths
+
+
+def _has_text(path: Path) -> bool:
+    """Whether the file has a non-blank line (read up to the first one)."""
+    with open(path, encoding="utf-8", errors="replace") as stream:
+        return any(line.strip() for line in stream)
 
 
 # ---------------------------------------------------------------------------------------------------- tokens
@@ -237,13 +245,14 @@ def build_pairs(tokens_fingerprint: str, tokenizer, settings: PairSettings, cach
             "token_type_ids": datasets.Sequence(datasets.Value("int8")),
             "sentence_order_label": datasets.Value("int8"),
         })
+        gen_kwargs = {"tokens_dir": str(cache_dir / f"tokens-{tokens_fingerprint}"), "settings": asdict(settings),
+                      "cls_id": tokenizer.cls_token_id, "sep_id": tokenizer.sep_token_id}
+        if next(_pair_generator(**gen_kwargs), None) is None:  # datasets would only say "corresponds to no data"
+            raise ValueError("the corpus gave no sentence-order pair (each needs a line of at least two tokens)")
         scratch = cache_dir / f"generator-{fingerprint}-{os.getpid()}"
         try:
             pairs = datasets.Dataset.from_generator(
-                _pair_generator, features=features, cache_dir=str(scratch),
-                gen_kwargs={"tokens_dir": str(cache_dir / f"tokens-{tokens_fingerprint}"),
-                            "settings": asdict(settings), "cls_id": tokenizer.cls_token_id,
-                            "sep_id": tokenizer.sep_token_id})
+                _pair_generator, features=features, cache_dir=str(scratch), gen_kwargs=gen_kwargs)
             if len(pairs) == 0:
                 raise ValueError("the corpus gave no sentence-order pair (each needs a line of at least two tokens)")
             save_atomically(pairs, final)

@@ -118,6 +118,8 @@ def label_list(train, dev, label_column: str, train_path: str, dev_path: str) ->
     if any(v is None for v in values):
         raise ValueError(f"{train_path}: column {label_column!r} has empty labels")
     labels = sorted(set(values), key=lambda v: (str(type(v)), v))
+    if any(v is None for v in dev[label_column]):
+        raise ValueError(f"{dev_path}: column {label_column!r} has empty labels")
     unknown = set(dev[label_column]) - set(labels)
     if unknown:
         shown = ", ".join(map(repr, sorted(unknown, key=str)[:5]))
@@ -132,6 +134,8 @@ def encode(table, tokenizer, options: FinetuneArguments, max_length: int, label_
         for column in (text, pair):
             if column is not None and any(value is None for value in batch[column]):
                 raise ValueError(f"{path}: column {column!r} has empty cells")
+        if any(value is None for value in batch[label]):  # an empty cell: no label, not a float(None) traceback
+            raise ValueError(f"{path}: column {label!r} has empty labels")
         encoded = tokenizer(batch[text], batch[pair] if pair else None, truncation=True, max_length=max_length)
         if label_ids is None:
             encoded["labels"] = [float(v) for v in batch[label]]
@@ -230,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     from .common import check_output_dir, command_line, find_spiece, save_final, write_marker
 
     out, options, training, task, labels, tokenizer, train_set, dev_set = prepare(args)
-    check_output_dir(out, training.resume_from_checkpoint is not None)
+    check_output_dir(out)
     if training.should_save:
         write_marker(out, command_line(args), {"finetune": asdict(options), "task": task, "labels": labels})
     if options.grid:
