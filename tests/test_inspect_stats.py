@@ -197,3 +197,20 @@ def test_stats_errors(tmp_path, capsys):
     assert str(tmp_path / "nope") in capsys.readouterr().err
     assert main(["stats", str(corpus), "--mask-rate", "1.5", "--no-progress"]) == 1
     assert "mask-rate" in capsys.readouterr().err
+
+
+def test_stats_notes_lines_cut_at_the_positions(tmp_path, capsys, tokenizer):
+    """A text line longer than the model's positions is truncated, and the report says how many lines and tokens
+    were cut (they are not measured), as --conllu and act inspect do."""
+    corpus = tmp_path / "corpus.txt"
+    long_line = " ".join(["and the light shined in darkness"] * 30)
+    corpus.write_text("in the beginning was the word .\n" + long_line + "\n", encoding="utf-8")
+    out_json = tmp_path / "stats.json"
+    assert main(["stats", str(corpus), "--no-progress", "--mask-rate", "0", "--json", str(out_json)]) == 0
+    report = json.loads(out_json.read_text())
+    full = len(tokenizer(long_line)["input_ids"])
+    assert report["max_length"] == 64 and full > 64
+    assert report["truncated"] == {"sequences": 1, "tokens": full - 64}
+    assert report["tokens"] == len(tokenizer("in the beginning was the word .")["input_ids"]) + 64
+    assert f"note: 1 line(s) longer than the model's 64 positions truncated: {full - 64} token(s) cut" in \
+        capsys.readouterr().out

@@ -488,6 +488,11 @@ def test_pretrain_end_to_end(tmp_path):
                       "--resume_from_checkpoint", checkpoint)
     assert refused.returncode == 1 and "not empty" in refused.stderr
     assert (foreign / "notes.txt").read_text() == "mine" and len(list(foreign.iterdir())) == 1
+    # ... and OUT is never the model the run starts from (it carries act's marker, but would be replaced)
+    before = (out / "model.safetensors").read_bytes()
+    refused = run_cli("pretrain", corpus, out, "--from", out, "--max_steps", 1, "--use_cpu")
+    assert refused.returncode == 1 and "is the model the run starts from" in refused.stderr
+    assert (out / "model.safetensors").read_bytes() == before
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -127,6 +127,8 @@ def compute_stats(lines: list[str], runner: Runner, tokenizer, mask_rate: float 
     cls_id, sep_id, mask_id = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.mask_token_id
     ordinary = [i for i in range(int(runner.config.vocab_size)) if i not in special_ids]
     encoded = tokenizer(lines, truncation=True, max_length=runner.max_length)["input_ids"]
+    lengths = [len(ids) for ids in tokenizer(lines, truncation=False, verbose=False)["input_ids"]]
+    cut = [length - runner.max_length for length in lengths if length > runner.max_length]
     cap = int(runner.config.num_hidden_layers)
 
     sequences, all_kinds = [], []
@@ -160,6 +162,8 @@ def compute_stats(lines: list[str], runner: Runner, tokenizer, mask_rate: float 
         "iteration_cap": cap,
         "categories": _category_rows(updates, {name: masks[name] for name in category_names}),
         "updates_histogram": {str(k): int((updates == k).sum()) for k in range(1, cap + 1)},
+        "max_length": int(runner.max_length),
+        "truncated": {"sequences": len(cut), "tokens": int(sum(cut))},
     }
     if categories != "ours":
         report["category_set"] = categories
@@ -246,6 +250,10 @@ def format_report(report: dict) -> str:
         lines.append(row)
     histogram = report["updates_histogram"]
     lines.append("updates histogram: " + ", ".join(f"{k}: {v}" for k, v in histogram.items() if v))
+    cut = report.get("truncated", {})
+    if cut.get("sequences"):
+        lines.append(f"note: {cut['sequences']} line(s) longer than the model's {report['max_length']} positions "
+                     f"truncated: {cut['tokens']} token(s) cut (not measured)")
     if "cosine" in report:
         lines.append(format_cosine(report["cosine"]))
     return "\n".join(lines)

@@ -12,10 +12,15 @@ from pathlib import Path
 MARKER = "act_training.json"
 
 
-def check_output_dir(out: Path) -> None:
+def check_output_dir(out: Path, sources: tuple = ()) -> None:
     """OUT must be new, empty, or a directory an earlier `act pretrain`/`act finetune` wrote (nothing lost). Resuming
     (--resume_from_checkpoint) is no exception: the final model, tokenizer and card are written into OUT whatever
-    the checkpoint, and a checkpoint these commands wrote lies in a directory they marked."""
+    the checkpoint, and a checkpoint these commands wrote lies in a directory they marked. OUT is never one of
+    `sources` (the model or tokenizer the run starts from), which the run would replace."""
+    for source in sources:
+        if source is not None and Path(source).exists() and out.exists() and out.resolve() == Path(source).resolve():
+            raise FileExistsError(f"OUT {out} is the model the run starts from, which it would replace: choose a "
+                                  f"new directory")
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"OUT {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():

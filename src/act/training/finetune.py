@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     from .common import check_output_dir, command_line, find_spiece, save_final, write_marker
 
     out, options, training, task, labels, tokenizer, train_set, dev_set = prepare(args)
-    check_output_dir(out)
+    check_output_dir(out, (options.model,))
     if training.should_save:
         write_marker(out, command_line(args), {"finetune": asdict(options), "task": task, "labels": labels})
     if options.grid:

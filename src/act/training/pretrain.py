@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"OUT is {args.out!r} but --output_dir says {args.output_dir!r}: give it once, as OUT")
     args.output_dir = str(out)
     (options, training), positional = split_namespace(args, PretrainArguments)
-    check_output_dir(out)
+    check_output_dir(out, (options.from_model, options.tokenizer))
     corpus = [path for path in positional.corpus.split(",") if path]
 
     model, tokenizer, spiece = build_model(options, training.seed)
