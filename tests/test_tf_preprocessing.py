@@ -221,6 +221,15 @@ def test_text_in_the_label_position_is_refused(short):
     assert_same(features, hf(transformers.AlbertTokenizer.from_pretrained(str(MODEL_DIR)), firsts, seconds))
 
 
+def test_a_tuple_of_other_than_two_text_batches_is_refused(short):
+    """A pair is exactly (first_texts, second_texts); three string tensors were silently stacked into one batch."""
+    texts = [tf.constant(HELDOUT[i:i + 1]) for i in range(3)]
+    with pytest.raises(ValueError, match="a tuple of 3 items that are not strings"):
+        short(tuple(texts))
+    assert_same(short(list(HELDOUT[:3])), hf(transformers.AlbertTokenizer.from_pretrained(str(MODEL_DIR)),
+                                             list(HELDOUT[:3])))  # a list of strings is a batch, as before
+
+
 def test_xla_is_refused_with_a_clear_message(short):
     with pytest.raises(ValueError, match="XLA cannot compile"):
         tf.function(short, jit_compile=True)(tf.constant(["a text"]))

@@ -263,6 +263,11 @@ class TFAlbertActPreprocessor(keras.layers.Layer):
 
     def _segments(self, inputs):
         """One or two string tensors of shape (batch,), and the rank the caller used (0 or 1)."""
+        if isinstance(inputs, (tuple, list)) and not _is_pair(inputs) \
+                and not all(isinstance(item, (str, bytes)) for item in inputs):
+            raise ValueError(f"TFAlbertActPreprocessor takes texts (a string, a list of strings, a string tensor) or "
+                             f"a pair (first_texts, second_texts); got a {type(inputs).__name__} of {len(inputs)} "
+                             f"items that are not strings")
         parts = list(inputs) if _is_pair(inputs) else [inputs]
         segments, ranks = [], []
         for part in parts:
