@@ -8,9 +8,9 @@ PyTorch `from_pretrained` (every format, including the safetensors/.bin files tr
 2. leave out buffers (`position_ids`) and tied copies (`names.TIED`; a copy must equal its source);
 3. check names, shapes and dtypes against the model: a missing or unexpected encoder tensor, a shape that differs
    from the model's, a non-float tensor where the model has a float weight, or a weight holding NaN or infinite
-   values is a `CheckpointError` naming the
-   file and the tensors (and both shapes; a shape mismatch is a `ShapeMismatchError`, also a `RuntimeError` as in
-   transformers, and `ignore_mismatched_sizes=True` initialises such weights instead, with transformers' warning);
+   values is a `CheckpointError` naming the file and the tensors (and both shapes; a shape mismatch is a
+   `ShapeMismatchError`, also a `RuntimeError` as in transformers, and `ignore_mismatched_sizes=True` initialises
+   such weights instead, with transformers' warning);
 4. say what was skipped and why (`LoadReport`). A task model loading a checkpoint without its head keeps the head's
    fresh initialisation and warns (`CheckpointWarning`), as transformers does; a converter (``strict=True``)
    refuses instead.
