@@ -48,7 +48,11 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds (each runs every variant once)")
     parser.add_argument("--threads", type=int, default=2, help="torch / TF intra-op threads")
     parser.add_argument("--json", help="also write the results to this file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for name in ("text_repeat", "batch_size", "rounds", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    return args
 
 
 def main(argv=None) -> int:
