@@ -37,7 +37,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_act import SIZES, VOCAB, add_shape_arguments, shape_spec  # noqa: E402  (the same presets)
+from bench_act import SIZES, VOCAB, add_shape_arguments, rss_kib, shape_spec  # noqa: E402  (the same presets)
 
 VARIANTS = ("plain", "checkpointed")
 
@@ -109,14 +109,6 @@ def sync(device):
 
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def rss_kib(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def memory_worker(args):

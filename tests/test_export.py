@@ -154,16 +154,21 @@ def test_bad_inputs_give_nan_rows_in_onnxruntime(exported):
         np.testing.assert_array_equal(bad["updates"][[0, 2]], good["updates"][[0, 2]])
 
 
+def legacy_export(model, example, path):
+    """`torch.onnx.export(dynamo=False)` (TorchScript tracing) with dynamic batch and sequence length; returns path."""
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    torch.onnx.export(model, tuple(example[k] for k in names), str(path), dynamo=False, input_names=names,
+                      output_names=["last_hidden_state", "pooler_output", "updates", "remainders"],
+                      dynamic_axes={k: {0: "batch", 1: "sequence"} for k in names})
+    return path
+
+
 def test_legacy_onnx_exporter_does_not_freeze_the_loop(tmp_path):
     """torch.onnx.export(dynamo=False) traces with torch.jit: the encoder must not record the traced iteration
     count (the legacy exporter used to give at most the traced count on every input)."""
     model = step1_model()
     example = sample_inputs(model.config, batch=2, length=8, seed=0)
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    path = tmp_path / "legacy.onnx"
-    torch.onnx.export(model, tuple(example[k] for k in names), str(path), dynamo=False, input_names=names,
-                      output_names=["last_hidden_state", "pooler_output", "updates", "remainders"],
-                      dynamic_axes={k: {0: "batch", 1: "sequence"} for k in names})
+    path = legacy_export(model, example, tmp_path / "legacy.onnx")
     inputs = sample_inputs(model.config, batch=3, length=13, seed=5)
     expected = eager(deep_copy_of(model), inputs)
     got = run_onnx(path, inputs, bias=-8.0)
@@ -254,11 +259,7 @@ def test_verify_catches_a_frozen_loop(tmp_path, monkeypatch):
     model = step1_model()
     monkeypatch.setattr(modeling, "is_exporting", lambda: False)
     example = sample_inputs(model.config, batch=2, length=8, seed=0)
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    path = tmp_path / "frozen.onnx"
-    torch.onnx.export(model, tuple(example[k] for k in names), str(path), dynamo=False, input_names=names,
-                      output_names=["last_hidden_state", "pooler_output", "updates", "remainders"],
-                      dynamic_axes={k: {0: "batch", 1: "sequence"} for k in names})
+    path = legacy_export(model, example, tmp_path / "frozen.onnx")
     monkeypatch.undo()
     result = verify_onnx(model, path, multiple_choice=False)
     lines = "\n".join(result["lines"])
