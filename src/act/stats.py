@@ -127,7 +127,8 @@ def compute_stats(lines: list[str], runner: Runner, tokenizer, mask_rate: float 
     cls_id, sep_id, mask_id = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.mask_token_id
     ordinary = [i for i in range(int(runner.config.vocab_size)) if i not in special_ids]
     encoded = tokenizer(lines, truncation=True, max_length=runner.max_length)["input_ids"]
-    lengths = [len(ids) for ids in tokenizer(lines, truncation=False, verbose=False)["input_ids"]]
+    full = [line for line, ids in zip(lines, encoded) if len(ids) == runner.max_length]  # only these may be cut
+    lengths = [len(ids) for ids in tokenizer(full, truncation=False, verbose=False)["input_ids"]] if full else []
     cut = [length - runner.max_length for length in lengths if length > runner.max_length]
     cap = int(runner.config.num_hidden_layers)
 
