@@ -21,11 +21,11 @@ import os
 import re
 from pathlib import Path
 
-CONFIG_NAME = "config.json"
-# The weights of a model directory, in the order the loaders prefer them (CHECKPOINT_FORMATS.md): only the first a
-# repository has is fetched (the published repositories hold both pytorch_model.bin and tf_model.h5).
-WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json",
-                "pytorch_model.bin", "tf_model.h5")
+from .checkpoints.files import CONFIG_NAME, WEIGHTS_BY_PREFERENCE
+
+# The weights of a model directory, in the order the loaders prefer them (`act.checkpoints.files.detect`): only the
+# first a repository has is fetched (the published repositories hold both pytorch_model.bin and tf_model.h5).
+WEIGHT_FILES = tuple(name for name, _ in WEIGHTS_BY_PREFERENCE)
 # Every other file of a model directory that some loader of ours reads, plus the card.
 OTHER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                "added_tokens.json", "generation_config.json", "README.md")

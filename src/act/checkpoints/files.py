@@ -47,6 +47,11 @@ SAFE_INDEX_NAME = "model.safetensors.index.json"
 PT_WEIGHTS_NAME = "pytorch_model.bin"
 PT_INDEX_NAME = "pytorch_model.bin.index.json"
 TF_WEIGHTS_NAME = "tf_model.h5"
+# The weights of a model directory in the order every loader prefers them (`detect`; `act.hub` fetches the first a
+# repository has): name -> format.
+WEIGHTS_BY_PREFERENCE = ((SAFE_WEIGHTS_NAME, "canonical"), (SAFE_INDEX_NAME, "canonical"),
+                         (PT_WEIGHTS_NAME, "pytorch_bin"), (PT_INDEX_NAME, "pytorch_bin"),
+                         (TF_WEIGHTS_NAME, "legacy_h5"))
 
 # The files that make up a model in a directory: its config and its weights in every format this package or
 # transformers writes (shards and shard indexes included). `act convert --overwrite` and `save_pretrained` replace
@@ -141,9 +146,7 @@ def detect(source: str | os.PathLike) -> Checkpoint:
     source = Path(os.fspath(source))
     if source.is_dir():
         refuse_interrupted(source)
-        for name, fmt in ((SAFE_WEIGHTS_NAME, "canonical"), (SAFE_INDEX_NAME, "canonical"),
-                          (PT_WEIGHTS_NAME, "pytorch_bin"), (PT_INDEX_NAME, "pytorch_bin"),
-                          (TF_WEIGHTS_NAME, "legacy_h5")):
+        for name, fmt in WEIGHTS_BY_PREFERENCE:
             if (source / name).is_file():
                 if name.endswith(".index.json"):
                     return _sharded(source / name, fmt)
