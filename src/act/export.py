@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from . import hub
+from .checkpoints.atomic import default_file_mode
 
 DEFAULT_ATOL = 1e-4  # float32 graph vs eager PyTorch, as `act convert --verify`
 TRACE_BATCH, TRACE_LENGTH, TRACE_CHOICES = 2, 8, 2  # the example inputs the graph is traced with
@@ -284,9 +285,7 @@ def export_onnx(model, dest, architecture: str | None = None, verify: bool = Fal
                 raise ExportError(f"{dest}: not written: the ONNX graph failed the parity check", report)
         if (dest.exists() or dest.is_symlink()) and not overwrite:  # appeared while we worked
             raise FileExistsError(f"{dest}: already exists; pass --overwrite to replace it")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private; the result gets the usual permissions
+        os.chmod(temporary, default_file_mode())  # mkstemp made it private; the result gets the usual permissions
         os.replace(temporary, dest)
         written = True
     finally:

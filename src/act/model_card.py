@@ -21,6 +21,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from .checkpoints.atomic import default_file_mode
+
 CARD_NAME = "README.md"
 BASE_ARCHITECTURE = "AlbertActModel"
 # the Hub's task of each head (the pipeline a user would open it with)
@@ -193,9 +195,7 @@ def write_model_card(directory, config, architecture: str | None = None, model_i
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private; a card gets the usual permissions
+        os.chmod(temporary, default_file_mode())  # mkstemp made it private; a card gets the usual permissions
         if refresh:  # our unedited card, replaced whole (an edit between the check and here would be lost)
             os.replace(temporary, target)
             return True

@@ -44,6 +44,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .checkpoints.atomic import default_file_mode
+
 from .analysis.batching import ORDERS, Batch, batch_encode, run_batches  # noqa: F401  (the batching API)
 from .analysis.categories import (CATEGORIES, CATEGORY_SETS, CLS, MASK, ORIGINAL, OTHER_SPECIAL,  # noqa: F401
                                   RANDOM, RESEARCH_LABELS, SEP, UNMASKED, names, selections)
@@ -308,9 +310,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
             stream.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private; the result gets the usual permissions
+        os.chmod(temporary, default_file_mode())  # mkstemp made it private; the result gets the usual permissions
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -18,6 +18,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .checkpoints.atomic import default_file_mode
+
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 CONFIG_NAME = "config.json"
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json")
@@ -73,9 +75,7 @@ def write_model_max_length(directory, max_length: int | None = None) -> bool:
     if path.is_file():
         mode = path.stat().st_mode & 0o7777  # the file keeps its permissions
     else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+        mode = default_file_mode()
     handle, temporary = tempfile.mkstemp(prefix=f".{TOKENIZER_CONFIG_NAME}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:

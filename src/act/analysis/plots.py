@@ -8,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..checkpoints.atomic import default_file_mode
+
 
 def _pyplot():
     import matplotlib
@@ -24,9 +26,7 @@ def save_figure(fig, path: Path) -> None:
     os.close(handle)
     try:
         fig.savefig(temporary, format="png")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private; the figure gets the usual permissions
+        os.chmod(temporary, default_file_mode())  # mkstemp made it private; the figure gets the usual permissions
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

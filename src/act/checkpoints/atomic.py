@@ -78,6 +78,15 @@ def _fsync_tree(path: Path) -> None:
         _fsync_directory(Path(root))
 
 
+def default_file_mode() -> int:
+    """The mode a new file gets from `open` under the process's umask (0o666 & ~umask). A file written aside with
+    `tempfile.mkstemp` is private (0o600): chmod it to this before it is put in place. (Reading the umask sets it
+    for an instant: not safe against another thread creating files at that moment.)"""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_json_atomically(path: Path, value) -> None:
     """`path` holds the complete JSON or is absent (or its previous version): temporary file, fsync, rename."""
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -409,4 +418,4 @@ def transaction(dest: str | os.PathLike, overwrite: bool, kind: str = "directory
 
 
 __all__ = ["DestinationBusy", "InterruptedCommit", "Transaction", "transaction", "recover", "pending_commit",
-           "locked", "DELAY_ENV"]
+           "locked", "DELAY_ENV", "default_file_mode"]
