@@ -163,7 +163,9 @@ def metric_function(task: str):
 # ------------------------------------------------------------------------------------------------------- run
 def prepare(args: argparse.Namespace):
     from .args import split_namespace
-    from .common import load_tokenizer, resolve_directory
+    from act.tokenization import load_tokenizer
+
+    from .common import resolve_directory
 
     out = Path(args.out)
     if getattr(args, "output_dir", None) not in (None, str(args.out)):
