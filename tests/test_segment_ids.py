@@ -184,3 +184,118 @@ def test_write_token_type_ids_adds_only_what_is_missing(tmp_path):
     path.write_text("[1]")
     with pytest.raises(ValueError, match="not a JSON object"):
         write_token_type_ids(directory)
+
+
+# -------------------------------------------------------------------------------------------- act finetune
+def test_finetune_pair_encoding_is_run_classifiers(research):
+    """Pairs that fit and pairs cut to 12 positions (the longer text loses its last tokens, B on a tie, which
+    transformers' longest_first truncation does differently), with the tokenizer of an old directory."""
+    from act.tokenization import load_tokenizer
+    from act.training.finetune import encode_pairs
+
+    tokenizer = load_tokenizer(DEMO)
+    for max_length in (64, 12, 9):
+        encoded = encode_pairs(tokenizer, [a for a, _ in PAIRS], [b for _, b in PAIRS], max_length)
+        for row, (a, b) in enumerate(PAIRS):
+            ids, segments = research(a, b, max_length)
+            assert encoded["input_ids"][row] == ids and encoded["token_type_ids"][row] == segments
+            assert encoded["attention_mask"][row] == [1] * len(ids)
+        if max_length == 64:  # nothing cut: the tokenizer's own pair encoding is the same
+            assert encoded["input_ids"] == tokenizer([a for a, _ in PAIRS], [b for _, b in PAIRS])["input_ids"]
+    with pytest.raises(ValueError, match="at least 5 positions"):
+        encode_pairs(tokenizer, ["a"], ["b"], 4)
+
+
+def pair_rows(count: int, offset: int = 0) -> list[dict]:
+    from training_helpers import heldout_lines
+
+    lines = heldout_lines(offset + count + 1)[offset:]
+    return [{"first": a, "second": b, "label": "same" if len(a) % 2 == len(b) % 2 else "other"}
+            for a, b in zip(lines, lines[1:])]
+
+
+def test_finetune_passes_segment_ids_to_forward(tmp_path, monkeypatch, research):
+    """`act finetune --text-pair-column`: every batch that reaches the classifier's forward (training and
+    evaluation) holds, row by row, the research pipeline's ids and segment ids of a pair of TRAIN or DEV; the model
+    directory carries an old tokenizer config (no model_input_names)."""
+    import torch
+
+    from act.cli import main
+    from act.training import finetune
+    from training_helpers import write_table
+
+    model_dir = write_model(tmp_path / "model")
+    settings = json.loads((model_dir / "tokenizer_config.json").read_text())
+    settings.pop("model_input_names")
+    (model_dir / "tokenizer_config.json").write_text(json.dumps(settings))
+    train_rows, dev_rows = pair_rows(12), pair_rows(6, offset=20)
+    train = write_table(tmp_path / "train.jsonl", train_rows)
+    dev = write_table(tmp_path / "dev.jsonl", dev_rows)
+    seen = []
+
+    def hook(module, args, kwargs):
+        mask = kwargs["attention_mask"]
+        assert kwargs.get("token_type_ids") is not None, "no token_type_ids reached forward"
+        for row in range(mask.shape[0]):
+            length = int(mask[row].sum())
+            assert mask[row, :length].all() and not mask[row, length:].any()  # right padding
+            assert not kwargs["token_type_ids"][row, length:].any()
+            seen.append((tuple(kwargs["input_ids"][row, :length].tolist()),
+                         tuple(kwargs["token_type_ids"][row, :length].tolist())))
+
+    original = finetune.build_model
+
+    def build_model(*args, **kwargs):
+        model = original(*args, **kwargs)
+        model.register_forward_pre_hook(hook, with_kwargs=True)
+        return model
+
+    monkeypatch.setattr(finetune, "build_model", build_model)
+    out = tmp_path / "out"
+    assert main(["finetune", str(train), str(dev), str(out), "--model", str(model_dir), "--text-column", "first",
+                 "--text-pair-column", "second", "--max_seq_length", "20", "--num_train_epochs", "1",
+                 "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--report_to", "none",
+                 "--use_cpu", "--disable_tqdm", "true", "--save_strategy", "no"]) == 0
+    expected_train = [tuple(map(tuple, research(r["first"], r["second"], 20))) for r in train_rows]
+    expected_dev = [tuple(map(tuple, research(r["first"], r["second"], 20))) for r in dev_rows]
+    assert any(len(ids) == 20 for ids, _ in expected_train)  # some pairs were cut
+    assert all(1 in segments for _, segments in expected_train)
+    assert sorted(seen[:len(expected_train)]) == sorted(expected_train)  # the training epoch
+    assert sorted(seen[len(expected_train):]) == sorted(expected_dev * 2)  # the epoch's evaluation + the final one
+    # OUT's tokenizer gives segment ids through plain transformers
+    from transformers import AutoTokenizer
+
+    encoding = AutoTokenizer.from_pretrained(str(out))(*PAIRS[0])
+    assert (encoding["input_ids"], encoding["token_type_ids"]) == research(*PAIRS[0])
+    assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == 32
+
+
+# --------------------------------------------------------------------------------------- pipelines
+def test_text_classification_pipeline_with_text_pair(tmp_path, research):
+    import torch
+    from transformers import pipeline
+
+    from act import AlbertActConfig, AlbertActForSequenceClassification
+    from training_helpers import TINY_CONFIG, write_tokenizer
+
+    torch.manual_seed(0)
+    config = AlbertActConfig(**{k: v for k, v in TINY_CONFIG.items() if k != "model_type"}, num_labels=3)
+    model = AlbertActForSequenceClassification(config).eval()
+    with torch.no_grad():  # a segment embedding that matters, a head far from uniform
+        model.albert.embeddings.token_type_embeddings.weight[1].normal_(0.0, 1.0)
+        model.classifier.weight.normal_(0.0, 1.0)
+    directory = tmp_path / "classifier"
+    model.save_pretrained(str(directory))
+    write_tokenizer(directory)
+    classifier = pipeline("text-classification", model=str(directory), top_k=None)
+    for a, b in PAIRS:
+        scores = {entry["label"]: entry["score"] for entry in classifier({"text": a, "text_pair": b})}
+        ids, segments = research(a, b)
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids]), token_type_ids=torch.tensor([segments])).logits
+            without = model(input_ids=torch.tensor([ids]), token_type_ids=torch.zeros(1, len(ids), dtype=torch.long))
+        probabilities = torch.softmax(logits[0].double(), -1).tolist()
+        expected = {config.id2label[i]: p for i, p in enumerate(probabilities)}
+        assert scores == pytest.approx(expected, abs=1e-5)
+        wrong = torch.softmax(without.logits[0].double(), -1).tolist()
+        assert max(abs(p - q) for p, q in zip(probabilities, wrong)) > 1e-3  # segment ids change the answer
