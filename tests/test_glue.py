@@ -291,3 +291,38 @@ def test_paper_search_on_mrpc(tmp_path, model_dir):
     assert all({"eval_f1", "eval_accuracy", "eval_score"} <= set(run["history"][0]) for run in summary["runs"])
     means = {lr: np.mean([r["score"] for r in summary["runs"] if r["learning_rate"] == lr]) for lr in (1e-2, 1e-5)}
     assert summary["chosen"]["mean"] == pytest.approx(max(means.values()))
+
+
+def test_readme_recipe_commands_parse():
+    """Every `act finetune` command of the README's GLUE recipe parses (the loops expanded), names a GLUE task and
+    its files as distributed."""
+    import re
+    import shlex
+
+    from act.cli import build_parser
+    from act.training.glue import get_task
+    from test_readme import section
+
+    text = section("training")
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S) if "--glue-task $task" in b)
+    lines = block.replace("\\\n", " ").splitlines()
+    parser = build_parser("finetune")
+    tasks, seen = [], set()
+    for line in lines:
+        line = line.split("#")[0].strip()
+        loop = re.match(r"for task in (.*); do", line)
+        if loop:
+            tasks = loop.group(1).split()
+            continue
+        if line == "done":
+            tasks = []
+        if not line.startswith("act finetune"):
+            continue
+        for task in tasks or [None]:
+            command = line if task is None else line.replace("$task", task)
+            args = parser.parse_args(shlex.split(command)[1:])
+            glue = get_task(args.glue_task)
+            seen.add(glue.name)
+            assert args.train.endswith("/train.tsv")
+            assert [p.rsplit("/", 1)[1] for p in args.dev.split(",")] == list(glue.dev)
+    assert seen == {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}

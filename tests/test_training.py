@@ -754,6 +754,9 @@ def test_readme_training_section_runs(tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, "README.md (training)", "exec"), namespace)
     assert namespace["metrics"]["eval_updates_all"] > 0
+    assert 1 in namespace["pair"]["token_type_ids"]  # the pair task: segment ids from the demo tokenizer
+    results = json.loads((tmp_path / "rte-demo" / "eval_results.json").read_text())
+    assert {"eval_accuracy", "eval_score"} <= set(results)
     for command in ("act pretrain", "act finetune", "torchrun --nproc_per_node", "accelerate launch"):
         assert command in text
 

@@ -14,15 +14,17 @@ float column: regression; strings, integers, booleans: classification) unless --
 
 A pair (--text-pair-column, the GLUE pair tasks) is encoded as ALBERT's run_classifier does it: `[CLS] A [SEP] B
 [SEP]` with segment ids (token_type_ids) 0 up to and including the first [SEP] and 1 after, and a pair longer than
-the model's positions loses tokens from the end of its longer text, one at a time (of B when both are as long). Defaults follow the paper's fine-tuning: 4 epochs, an evaluation per epoch. The evaluation
-reports accuracy, F1 (binary: of class 1; more classes: macro) and Matthews correlation, or Pearson and Spearman
-correlation (and MSE), and the mean updates per kind of token; OUT receives the model, the tokenizer,
-eval_results.json, trainer_state.json and act_training.json.
+the model's positions loses tokens from the end of its longer text, one at a time (of B when both are as long).
+
+Defaults follow the paper's fine-tuning: 4 epochs, an evaluation per epoch. The evaluation reports accuracy, F1
+(binary: of class 1; more classes: macro) and Matthews correlation, or Pearson and Spearman correlation (and MSE)
+(with --glue-task: the task's official metrics), and the mean updates per kind of token; OUT receives the model,
+the tokenizer, eval_results.json, trainer_state.json and act_training.json.
 
 --grid runs the paper's search instead: every learning rate (--grid-learning-rates, default 5e-5 3e-5 2e-5) x total
 batch size (--grid-batch-sizes, default 16 32) x seed (--grid-seeds, default 1..5), each run's score being its best
-per-epoch value of --metric_for_best_model (default accuracy, or pearson for regression); the setting with the best
-mean over seeds is chosen. OUT receives grid_results.json (every run, the means, the choice) and each run's
+per-epoch value of --metric_for_best_model (default accuracy, or pearson for regression; with --glue-task the
+task's, see act.training.glue); the setting with the best mean over seeds is chosen. OUT receives grid_results.json (every run, the means, the choice) and each run's
 eval history in OUT/grid/; no model is saved (train the chosen setting without --grid).
 """
 
