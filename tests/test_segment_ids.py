@@ -299,3 +299,30 @@ def test_text_classification_pipeline_with_text_pair(tmp_path, research):
         assert scores == pytest.approx(expected, abs=1e-5)
         wrong = torch.softmax(without.logits[0].double(), -1).tolist()
         assert max(abs(p - q) for p, q in zip(probabilities, wrong)) > 1e-3  # segment ids change the answer
+
+
+def test_the_model_cards_usage_gives_segment_ids_for_an_old_directory(tmp_path):
+    """The card's code (act.model_card) loads the tokenizer through load_tokenizer: the multiple-choice example's
+    pairs get their segment ids also from a directory with an old tokenizer config."""
+    import torch
+
+    import act.pt as pt
+    from act import AlbertActConfig
+    from act.model_card import write_model_card
+    from test_readme import python_blocks
+    from training_helpers import TINY_CONFIG
+
+    config = dict(TINY_CONFIG, architectures=["AlbertActForMultipleChoice"])
+    torch.manual_seed(0)
+    directory = tmp_path / "model"
+    pt.AlbertActForMultipleChoice(AlbertActConfig(**{k: v for k, v in config.items() if k != "model_type"})) \
+        .save_pretrained(directory)
+    old = old_directory(tmp_path)
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(old / name, directory / name)
+    (directory / "README.md").unlink(missing_ok=True)
+    write_model_card(directory, config, model_id=str(directory))
+    namespace = {}
+    exec(compile(python_blocks((directory / "README.md").read_text())[0], "README.md", "exec"), namespace)
+    segments = namespace["inputs"]["token_type_ids"]
+    assert segments.shape == namespace["inputs"]["input_ids"].shape and bool((segments == 1).any())
