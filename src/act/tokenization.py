@@ -8,7 +8,6 @@ transformers 5's `AlbertTokenizer` declares `model_input_names = ["input_ids", "
 (`model_input_names`, which every directory this package ships or writes holds; `write_token_type_ids(dir)` adds it to
 an existing one, changing nothing else).
 
-
 A tokenizer saved without `model_max_length` reports a huge default (about 1e30), so `truncation=True` (in a
 pipeline: `tokenize_kwargs={"truncation": True}`) truncates nothing and the model rejects the long input. Every
 place that writes a model directory with a tokenizer calls one of these:
