@@ -98,7 +98,8 @@ def write_documents(chapters: list[list[str]], path: Path) -> Path:
 def train_vocabulary(chapters: list[list[str]], work: Path, vocab_size: int) -> Path:
     """A SentencePiece unigram vocabulary with ALBERT's special tokens, saved as a tokenizer directory."""
     import sentencepiece as spm
-    from transformers import AlbertTokenizer
+
+    from act.tokenization import load_tokenizer
 
     prefix = work / f"spiece{vocab_size}"
     if not prefix.with_suffix(".model").exists():
@@ -110,7 +111,7 @@ def train_vocabulary(chapters: list[list[str]], work: Path, vocab_size: int) -> 
     directory = work / "tokenizer"
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(prefix.with_suffix(".model"), directory / "spiece.model")
-    AlbertTokenizer.from_pretrained(str(directory)).save_pretrained(str(directory))
+    load_tokenizer(directory).save_pretrained(str(directory))  # with model_input_names: segment ids for pairs
     return directory
 
 

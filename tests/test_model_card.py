@@ -35,7 +35,8 @@ def test_the_card_says_what_the_model_is():
     assert "| `ponder_penalty` (tau) | 0.002 |" in card and "| parameters | 773,000 |" in card
     assert "from act import AlbertActForSequenceClassification" in card
     assert "from act import TFAlbertActForSequenceClassification" in card
-    assert card.count('from_pretrained("me/my-model")') == 4  # tokenizer and model, in both frameworks
+    assert card.count('from_pretrained("me/my-model")') == 2  # the model, in both frameworks
+    assert card.count('load_tokenizer("me/my-model")') == 2  # the tokenizer (segment ids for pairs), in both
     assert CITATION in card and "Simoulin & Crabbé, ACL-SRW 2021" in card
     assert "10.18653/v1/2021.acl-srw.23" in CITATION
 

@@ -438,6 +438,9 @@ def test_pretrain_end_to_end(tmp_path):
                         encoding="utf-8")
     config = write_config(tmp_path / "config.json")
     tokenizer_dir = write_tokenizer(tmp_path / "tokenizer")
+    settings = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
+    settings.pop("model_input_names")  # an old tokenizer config, as the published checkpoints carry
+    (tokenizer_dir / "tokenizer_config.json").write_text(json.dumps(settings))
     out = tmp_path / "out"
     result = run_cli("pretrain", corpus, out, "--config", config, "--tokenizer", tokenizer_dir, "--cache-dir",
                      tmp_path / "cache", "--max_steps", 8, "--per_device_train_batch_size", 4,
@@ -462,6 +465,9 @@ def test_pretrain_end_to_end(tmp_path):
                 "eval_updates_original", "eval_updates_cls"):
         assert key in evaluation, key
     assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == 32
+    from transformers import AlbertTokenizer
+
+    assert AlbertTokenizer.from_pretrained(str(out))("jesus wept .", "amen .")["token_type_ids"][-3:] == [1, 1, 1]
     assert json.loads((out / "config.json").read_text())["ponder_penalty"] == 5e-4
     assert "--lamb" in json.loads((out / "act_training.json").read_text())["command"]
     model = AlbertActForPreTraining.from_pretrained(str(out))  # both frameworks load it
@@ -754,6 +760,9 @@ def test_readme_training_section_runs(tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, "README.md (training)", "exec"), namespace)
     assert namespace["metrics"]["eval_updates_all"] > 0
+    assert 1 in namespace["pair"]["token_type_ids"]  # the pair task: segment ids from the demo tokenizer
+    results = json.loads((tmp_path / "rte-demo" / "eval_results.json").read_text())
+    assert {"eval_accuracy", "eval_score"} <= set(results)
     for command in ("act pretrain", "act finetune", "torchrun --nproc_per_node", "accelerate launch"):
         assert command in text
 

@@ -6,8 +6,8 @@
 Without `--model`, the embedded demo model (`act/demo_model/`, a tiny ALBERT-ACT pre-trained by
 `examples/pretrain_demo.py`) is used, so this works offline right after installation.
 
-This module also holds what `act stats` shares with it: finding the model directory, loading the tokenizer and
-a model of either framework behind one call that returns NumPy arrays.
+This module also holds what `act stats` shares with it: finding the model directory, the tokenizer
+(`act.tokenization.load_tokenizer`) and a model of either framework behind one call that returns NumPy arrays.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import os
 import sys
 from pathlib import Path
 
+from .tokenization import load_tokenizer  # noqa: F401  (act stats takes it from here too)
+
 FRAMEWORKS = ("pytorch", "keras")
-TOKENIZER_FILES = ("spiece.model", "tokenizer.json")
 EXAMPLE = "a lump in the middle of the monkeys stirred and then fell quiet ."
 
 
@@ -46,20 +47,6 @@ def resolve_model_dir(model: str | Path | None, revision: str | None = None, cac
     if not (directory / "config.json").is_file():
         raise FileNotFoundError(f"no config.json in model directory {directory}")
     return directory
-
-
-def load_tokenizer(directory: Path):
-    """The model's `AlbertTokenizer` (from its spiece.model / tokenizer.json); FileNotFoundError if it has none."""
-    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
-        raise FileNotFoundError(
-            f"no tokenizer in model directory {directory}: expected {' or '.join(TOKENIZER_FILES)}"
-        )
-    from transformers import AlbertTokenizer
-
-    try:
-        return AlbertTokenizer.from_pretrained(str(directory))
-    except ImportError as error:  # a bare spiece.model needs sentencepiece + protobuf
-        raise ValueError(f"cannot read the tokenizer in {directory}: {error}") from error
 
 
 @contextlib.contextmanager

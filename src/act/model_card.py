@@ -125,10 +125,10 @@ remainders and the ponder cost.
 With the `act` package (ALBERT-ACT for PyTorch and Keras), in PyTorch (transformers 5):
 
 ```python
-from transformers import AutoTokenizer
 from act import {architecture}
+from act.tokenization import load_tokenizer
 
-tokenizer = AutoTokenizer.from_pretrained("{model_id}")
+tokenizer = load_tokenizer("{model_id}")   # AlbertTokenizer, with token_type_ids for sentence pairs
 model = {architecture}.from_pretrained("{model_id}").eval()
 {pt_inputs}
 outputs = model(**inputs)
@@ -138,10 +138,10 @@ outputs.updates   # how many times each token was updated (0 on padding)
 and in Keras 3 (TensorFlow backend), the same weights:
 
 ```python
-from transformers import AutoTokenizer
 from act import TF{architecture}
+from act.tokenization import load_tokenizer
 
-tokenizer = AutoTokenizer.from_pretrained("{model_id}")
+tokenizer = load_tokenizer("{model_id}")
 model = TF{architecture}.from_pretrained("{model_id}")
 {tf_inputs}
 outputs = model(inputs)

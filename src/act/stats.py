@@ -49,7 +49,8 @@ from .checkpoints.atomic import default_file_mode
 from .analysis.batching import ORDERS, Batch, batch_encode, run_batches  # noqa: F401  (the batching API)
 from .analysis.categories import (CATEGORIES, CATEGORY_SETS, CLS, MASK, ORIGINAL, OTHER_SPECIAL,  # noqa: F401
                                   RANDOM, RESEARCH_LABELS, SEP, UNMASKED, names, selections)
-from .inspect import FRAMEWORKS, Runner, load_tokenizer, resolve_model_dir
+from .inspect import FRAMEWORKS, Runner, resolve_model_dir
+from .tokenization import load_tokenizer
 
 DEFAULT_MASK_RATE = 0.15
 DEFAULT_RESAMPLES = 1000

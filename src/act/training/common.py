@@ -1,5 +1,4 @@
-"""Shared by `act pretrain` and `act finetune`: the output directory's rules (nothing lost), the final save, the
-tokenizer."""
+"""Shared by `act pretrain` and `act finetune`: the output directory's rules (nothing lost), the final save."""
 
 from __future__ import annotations
 
@@ -37,7 +36,8 @@ def write_marker(out: Path, command: str, settings: dict) -> None:
 
 
 def save_final(trainer, tokenizer, out: Path, spiece_source: Path | None) -> None:
-    """Model + tokenizer into OUT, file by file atomically (written in a scratch directory, then moved)."""
+    """Model + tokenizer into OUT, file by file atomically (written in a scratch directory, then moved); the
+    tokenizer_config.json names token_type_ids among the model's inputs."""
     scratch = out / ".final-tmp"
     if trainer.args.should_save:
         if scratch.exists():
@@ -46,6 +46,9 @@ def save_final(trainer, tokenizer, out: Path, spiece_source: Path | None) -> Non
     if trainer.args.should_save:
         if spiece_source is not None and not (scratch / "spiece.model").exists() and spiece_source.is_file():
             shutil.copyfile(spiece_source, scratch / "spiece.model")
+        from act.tokenization import write_token_type_ids
+
+        write_token_type_ids(scratch)  # plain AutoTokenizer.from_pretrained(OUT) gives segment ids for pairs
         for item in scratch.iterdir():
             if item.is_file():
                 os.replace(item, out / item.name)
@@ -82,10 +85,3 @@ def resolve_directory(name: str, option: str, revision: str | None = None) -> st
         raise FileNotFoundError(f"{option} {name}: no such model directory (nor a hub id)")
     return str(directory)
 
-
-def load_tokenizer(directory: str):
-    from transformers import AutoTokenizer
-
-    if not Path(directory).is_dir():
-        raise FileNotFoundError(f"tokenizer directory {directory} does not exist")
-    return AutoTokenizer.from_pretrained(directory)

@@ -175,11 +175,20 @@ def make_pair(chunk: list[list[int]], settings: PairSettings, rng: random.Random
     swapped = rng.random() < 0.5
     if swapped:
         a, b = b, a
-    return {
-        "input_ids": [cls_id, *a, sep_id, *b, sep_id],
-        "token_type_ids": [0] * (len(a) + 2) + [1] * (len(b) + 1),
-        "sentence_order_label": int(swapped),
-    }
+    return {**pair_inputs(a, b, cls_id, sep_id), "sentence_order_label": int(swapped)}
+
+
+def pair_inputs(a: list[int], b: list[int], cls_id: int, sep_id: int) -> dict:
+    """`[CLS] A [SEP] B [SEP]` and its segment ids, 0 up to and including the first [SEP], 1 after (ALBERT's
+    pre-training and run_classifier)."""
+    return {"input_ids": [cls_id, *a, sep_id, *b, sep_id], "token_type_ids": [0] * (len(a) + 2) + [1] * (len(b) + 1)}
+
+
+def truncate_pair_at_end(a: list[int], b: list[int], budget: int) -> None:
+    """run_classifier's _truncate_seq_pair: remove the last token of the longer side (of B when both are as long)
+    until both fit in `budget`."""
+    while len(a) + len(b) > budget:
+        (a if len(a) > len(b) else b).pop()
 
 
 def stream_pairs(lines, settings: PairSettings, rng: random.Random, cls_id: int, sep_id: int):

@@ -72,7 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_model(options: PretrainArguments, seed: int):
-    from .common import find_spiece, load_tokenizer, resolve_directory
+    from act.tokenization import load_tokenizer
+
+    from .common import find_spiece, resolve_directory
 
     import torch
     from transformers import set_seed
