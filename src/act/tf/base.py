@@ -45,6 +45,16 @@ def float_policy(model):
     return policy.default_policy if isinstance(policy, keras.dtype_policies.DTypePolicyMap) else policy
 
 
+def own_policies(model) -> None:
+    """Once built, give every layer its own entry of a shared `DTypePolicyMap` (from `get_config` of a quantized
+    model) as its policy, as `quantize()` leaves it. Keras reads a map by path in `quantization_mode`, but some of
+    its code reads `layer.dtype_policy.quantization_mode`, the map's default (Keras 3.15: the int8 Embedding's
+    and Dense's `save_own_variables` then store no scale, and saving a loaded quantized model failed)."""
+    for layer in model._flatten_layers(include_self=True):
+        if isinstance(layer._dtype_policy, keras.dtype_policies.DTypePolicyMap) and layer.path:
+            layer._dtype_policy = layer_policy(layer)
+
+
 def quantized_policies(model) -> dict:
     """path -> quantized policy of every quantized layer below `model` (in `_flatten_layers` order)."""
     return {layer.path: layer_policy(layer) for layer in model._flatten_layers(include_self=False)
@@ -133,6 +143,7 @@ class TFAlbertActBase(keras.Model):
         build_sublayers(self)
         for layer in self._flatten_layers(include_self=False):
             self._init_weights(layer)
+        own_policies(self)
 
     # -- Keras hooks: export and tf.distribute ----------------------------------------------------------------------
     # Keras assumes float inputs in two places, which a model built by a call, `fit` or `predict` (rather than by
