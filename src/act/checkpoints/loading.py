@@ -106,11 +106,22 @@ class LoadReport:
 
 
 def is_float(value) -> bool:
-    """Whether a tensor (NumPy array or torch tensor) holds floating-point values."""
+    """Whether a tensor (NumPy array or torch tensor) holds floating-point values. NumPy arrays of bfloat16 (what
+    a bfloat16 Keras model's `canonical_state_dict` holds) are ml_dtypes' types, which NumPy's `np.floating` does
+    not include."""
     method = getattr(value, "is_floating_point", None)
     if callable(method):
         return bool(method())
-    return bool(np.issubdtype(np.asarray(value).dtype, np.floating))
+    dtype = np.asarray(value).dtype
+    if np.issubdtype(dtype, np.floating):
+        return True
+    try:
+        import ml_dtypes
+
+        ml_dtypes.finfo(dtype)  # bfloat16, float8_*: a float type with its own finfo
+        return True
+    except (ImportError, ValueError, TypeError):
+        return False
 
 
 def _dtype_name(value) -> str:

@@ -30,6 +30,37 @@ SAVED_MODEL_ENTRIES = ("saved_model.pb", "saved_model.pbtxt", "fingerprint.pb", 
 CONSTRUCTOR_KWARGS = ("name", "dtype", "trainable", "add_pooling_layer")  # from_pretrained keywords that are not config overrides
 
 
+def layer_policy(layer):
+    """The dtype policy a layer computes with: its own entry of a shared `DTypePolicyMap` (how Keras reads it,
+    `Layer.compute_dtype`), else its policy."""
+    policy = layer._dtype_policy
+    if isinstance(policy, keras.dtype_policies.DTypePolicyMap):
+        return policy[layer.path] if layer.path else policy.default_policy
+    return policy
+
+
+def float_policy(model):
+    """The model's own (float) policy: the default of its `DTypePolicyMap` when it has one."""
+    policy = model._dtype_policy
+    return policy.default_policy if isinstance(policy, keras.dtype_policies.DTypePolicyMap) else policy
+
+
+def own_policies(model) -> None:
+    """Once built, give every layer its own entry of a shared `DTypePolicyMap` (from `get_config` of a quantized
+    model) as its policy, as `quantize()` leaves it. Keras reads a map by path in `quantization_mode`, but some of
+    its code reads `layer.dtype_policy.quantization_mode`, the map's default (Keras 3.15: the int8 Embedding's
+    and Dense's `save_own_variables` then store no scale, and saving a loaded quantized model failed)."""
+    for layer in model._flatten_layers(include_self=True):
+        if isinstance(layer._dtype_policy, keras.dtype_policies.DTypePolicyMap) and layer.path:
+            layer._dtype_policy = layer_policy(layer)
+
+
+def quantized_policies(model) -> dict:
+    """path -> quantized policy of every quantized layer below `model` (in `_flatten_layers` order)."""
+    return {layer.path: layer_policy(layer) for layer in model._flatten_layers(include_self=False)
+            if layer.path and layer_policy(layer).quantization_mode is not None}
+
+
 class TFAlbertActBase(keras.Model):
     """Config (de)serialisation, checkpoint loading/saving in the canonical format, input validation, and what the
     task models share:
@@ -64,23 +95,47 @@ class TFAlbertActBase(keras.Model):
     # -- Keras serialisation and build --------------------------------------------------------------------------
 
     def get_config(self):
+        """The constructor's arguments. A quantized model's ``dtype`` is a `keras.dtype_policies.DTypePolicyMap`:
+        the model's float policy, plus the quantized policy of each quantized layer under its path (Keras' own
+        convention for subclassed models, as keras-hub's backbones do), so `from_config` and `load_model` build
+        those layers quantized again."""
         base = super().get_config()
         base.update({"config": self.config.to_dict()})
         if getattr(self, "add_pooling_layer", None) is not None:
             base["add_pooling_layer"] = self.add_pooling_layer
+        quantized = quantized_policies(self)
+        if quantized:
+            policies = keras.dtype_policies.DTypePolicyMap(default_policy=float_policy(self))
+            for path, policy in quantized.items():
+                policies[path] = policy
+            base["dtype"] = keras.dtype_policies.serialize(policies)
         return base
 
     @classmethod
     def from_config(cls, config):
+        """A BUILT model (every variable created, as keras-hub's functional backbones are), so that
+        ``model.set_weights(other.get_weights())`` works at once; quantized layers (see `get_config`) are built
+        quantized."""
         config = dict(config)
         config["config"] = AlbertActConfig.from_dict(config["config"])
-        return cls(**config)
+        model = cls(**config)
+        model.build()
+        return model
 
     def get_build_config(self):
         return {"built": True}
 
     def build_from_config(self, config):
-        self.build()
+        if not self.built:
+            self.build()
+
+    @property
+    def token_embedding(self) -> keras.layers.Embedding:
+        """The token (word) embedding layer, `embeddings.word_embeddings` (a task model's: its encoder's), as
+        keras-hub backbones expose it; `get_input_embeddings()` is the same layer, transformers' name. A
+        property: Keras' saving walks attributes in name order and meets this layer first under `albert` /
+        `embeddings`, so the `.keras` file keeps one copy under its own path."""
+        return self.get_input_embeddings()
 
     def build(self, input_shape=None):
         """Create every variable (no input shape needed), then `_init_weights` on every sublayer, as PyTorch's
@@ -88,6 +143,7 @@ class TFAlbertActBase(keras.Model):
         build_sublayers(self)
         for layer in self._flatten_layers(include_self=False):
             self._init_weights(layer)
+        own_policies(self)
 
     # -- Keras hooks: export and tf.distribute ----------------------------------------------------------------------
     # Keras assumes float inputs in two places, which a model built by a call, `fit` or `predict` (rather than by
@@ -165,9 +221,23 @@ class TFAlbertActBase(keras.Model):
         return variable.path[len(prefix):]
 
     def canonical_variables(self) -> dict:
-        """canonical name -> (Keras variable, transpose?), through `act.checkpoints.names.keras_to_canonical`."""
+        """canonical name -> (Keras variable, transpose?), through `act.checkpoints.names.keras_to_canonical`.
+
+        Refused for a quantized model (`model.quantize(...)`): the canonical format holds the float weights of
+        PyTorch, a quantized layer holds int8 values and scales (or float8 scaling state) instead; so
+        `save_pretrained`, `canonical_state_dict` and `load_canonical_state_dict` raise a `ValueError` naming
+        the quantized layers. Save a quantized model as a `.keras` file."""
         if not self.built:
             self.build()
+        quantized = quantized_policies(self)
+        if quantized:
+            modes = sorted({policy.quantization_mode for policy in quantized.values()})
+            listed = ", ".join(self._relative_layer_path(path) for path in list(quantized)[:3])
+            raise ValueError(
+                f"{type(self).__name__} is quantized ({'/'.join(modes)}: {len(quantized)} layers, e.g. {listed}): "
+                "the canonical format (save_pretrained, canonical_state_dict, load_canonical_state_dict) holds "
+                "float weights only. Save the quantized model with model.save('model.keras') "
+                "(keras.models.load_model reads it back), or call save_pretrained before quantize()")
         table = {}
         for variable in self.weights:
             name, transpose = checkpoint_names.keras_to_canonical(self._relative_path(variable))
@@ -175,6 +245,10 @@ class TFAlbertActBase(keras.Model):
                 raise RuntimeError(f"two Keras variables map to the canonical name {name!r}")
             table[name] = (variable, transpose)
         return table
+
+    def _relative_layer_path(self, path: str) -> str:
+        prefix = (self.path or self.name) + "/"
+        return path[len(prefix):] if path.startswith(prefix) else path
 
     def canonical_state_dict(self) -> dict:
         """The weights as canonical (PyTorch) names and layouts, NumPy arrays."""

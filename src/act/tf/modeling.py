@@ -32,6 +32,7 @@ from .ops import (
     cross_entropy,
     dense,
     embedding,
+    embedding_table,
     fill_history,
     get_activation,
     layer_norm,
@@ -469,7 +470,8 @@ class TFAlbertActForPreTraining(TFAlbertActPreTrainedModel):
         """
         inputs, given = self.split_labels(inputs, labels=labels, sentence_order_label=sentence_order_label)
         outputs = self.encode(inputs, attention_mask, token_type_ids, training, **kwargs)
-        prediction_scores = self.predictions(outputs["last_hidden_state"], self.get_output_embeddings().embeddings)
+        decoder_weight = embedding_table(self.get_output_embeddings())
+        prediction_scores = self.predictions(outputs["last_hidden_state"], decoder_weight)
         sop_scores = self.sop_classifier(outputs["pooler_output"], training=training)
         loss = None
         if given["labels"] is not None:
@@ -496,7 +498,7 @@ class TFAlbertActForMaskedLM(TFAlbertActPreTrainedModel):
     def call(self, inputs, attention_mask=None, token_type_ids=None, labels=None, training=None, **kwargs):
         inputs, given = self.split_labels(inputs, labels=labels)
         outputs = self.encode(inputs, attention_mask, token_type_ids, training, **kwargs)
-        logits = self.predictions(outputs["last_hidden_state"], self.get_output_embeddings().embeddings)
+        logits = self.predictions(outputs["last_hidden_state"], embedding_table(self.get_output_embeddings()))
         loss = None
         if given["labels"] is not None:
             loss = cross_entropy(logits, given["labels"])

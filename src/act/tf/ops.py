@@ -126,6 +126,14 @@ def embedding(rows: int, name: str, config: AlbertActConfig, dtype) -> keras.lay
                                             name=name, dtype=dtype), (None, None))
 
 
+def embedding_table(layer: keras.layers.Embedding):
+    """The (rows, width) table of an Embedding as floats: its variable, or for a quantized layer (`quantize()`:
+    int8 values and per-row scales) the rows the layer itself returns, dequantized (the tied MLM decoder)."""
+    if layer.quantization_mode is None:
+        return layer.embeddings
+    return layer(tf.range(layer.input_dim))
+
+
 class Weight:
     """A variable of the layer itself, declared in `__init__` and created by `build_sublayers` (a Keras variable
     gets its path, which the canonical name table reads, from the build scope)."""
@@ -207,5 +215,5 @@ def fill_history(array, size: int, written, fill=None) -> tuple:
 
 
 __all__ = ["OPS", "IGNORE_INDEX", "gelu", "gelu_new", "get_activation", "additive_mask_value",
-           "initializer", "projection", "dense", "layer_norm", "embedding", "Weight", "build_sublayers", "Layer",
+           "initializer", "projection", "dense", "layer_norm", "embedding", "embedding_table", "Weight", "build_sublayers", "Layer",
            "loss_dtype", "cross_entropy", "fill_history"]
