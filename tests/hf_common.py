@@ -4,7 +4,9 @@ The sdist of the installed transformers version ships `tests/test_modeling_commo
 `tests/test_configuration_common.py` (`ConfigTester`). `load()` downloads it once with pip
 (`pip download --no-deps --no-binary :all: transformers==VERSION`), extracts those two files into a cache
 directory (`$ACT_TEST_CACHE`, else `$XDG_CACHE_HOME/act`, else `~/.cache/act`) as the package `hf_common_tests`,
-and imports them. The sdist does not ship three modules they import, so this file provides them:
+and imports them. Safe under pytest-xdist: the download runs under a file lock next to the cache directory (one
+worker downloads, the others wait and then read it), and the extracted package is put in place by one rename.
+The sdist does not ship three modules they import, so this file provides them:
 
 - `exporters.test_export.ExportTesterMixin`: our export tests (below), run for every model class through
   transformers' own exporters (`DynamoExporter`: torch.export; `OnnxExporter`: torch.onnx.export(dynamo=True)),
@@ -32,6 +34,8 @@ import tempfile
 import types
 import zipfile
 from pathlib import Path
+
+from filelock import FileLock  # a dependency of huggingface_hub, hence of transformers
 
 PACKAGE = "hf_common_tests"
 FILES = ("test_modeling_common.py", "test_configuration_common.py")
@@ -88,7 +92,14 @@ def fetch_common_tests(version: str) -> Path:
     if all((package / name).is_file() for name in FILES):
         return root
     root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as scratch:
+    with FileLock(str(root) + ".lock"):  # pytest-xdist workers: one downloads, the others wait and reuse it
+        if not all((package / name).is_file() for name in FILES):
+            _download_common_tests(version, package)
+    return root
+
+
+def _download_common_tests(version: str, package: Path) -> None:
+    with tempfile.TemporaryDirectory(dir=package.parent, prefix=".download-") as scratch:
         sdist = pip_download(f"transformers=={version}", Path(scratch), "--no-binary", ":all:")
         staging = Path(scratch) / PACKAGE
         staging.mkdir()
@@ -102,7 +113,6 @@ def fetch_common_tests(version: str) -> Path:
                 (staging / name).write_bytes(archive.extractfile(member).read())
         (staging / "__init__.py").write_text(f"# transformers {version}: tests/ of its sdist, fetched by act's tests\n")
         _publish(staging, package)
-    return root
 
 
 def ensure_parameterized() -> None:
@@ -114,12 +124,14 @@ def ensure_parameterized() -> None:
     root = cache_root() / "wheels" / f"parameterized-{PARAMETERIZED}"
     if not (root / "parameterized" / "__init__.py").is_file():
         root.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=root.parent, prefix=".download-") as scratch:
-            wheel = pip_download(f"parameterized=={PARAMETERIZED}", Path(scratch), "--only-binary", ":all:")
-            staging = Path(scratch) / "unpacked"
-            with zipfile.ZipFile(wheel) as archive:
-                archive.extractall(staging)
-            _publish(staging, root)
+        with FileLock(str(root) + ".lock"):
+            if not (root / "parameterized" / "__init__.py").is_file():
+                with tempfile.TemporaryDirectory(dir=root.parent, prefix=".download-") as scratch:
+                    wheel = pip_download(f"parameterized=={PARAMETERIZED}", Path(scratch), "--only-binary", ":all:")
+                    staging = Path(scratch) / "unpacked"
+                    with zipfile.ZipFile(wheel) as archive:
+                        archive.extractall(staging)
+                    _publish(staging, root)
     sys.path.insert(0, str(root))
 
 

@@ -362,11 +362,13 @@ def test_readme_convert_section_runs_as_written(tmp_path, monkeypatch):
 
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     text = section("convert")
-    assert "(conversion/README.md)" in text
+    assert "[conversion/README.md](conversion-scripts.md)" in text  # the docs page that includes it
+    page = Path(__file__).resolve().parents[1] / "docs" / "conversion-scripts.md"
+    assert '--8<-- "conversion/README.md"' in page.read_text()
     blocks = python_blocks(text)
     assert blocks
     namespace = {}
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
+        exec(compile(block, "docs (section convert)", "exec"), namespace)
     assert namespace["report"].ok
     assert torch.equal(namespace["same"].encoder.albert_layer.ffn.weight, namespace["model"].encoder.albert_layer.ffn.weight)

@@ -296,16 +296,14 @@ def test_keras_which_path_when(monkeypatch):
 
 
 def test_readme_speed_section_runs():
-    import re
-    from pathlib import Path
+    from test_readme import python_blocks, section
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = re.search(r"<!-- section:speed -->(.*?)<!-- /section:speed -->", text, flags=re.S).group(1)
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert blocks and "benchmarks/bench_act.py" in section
+    text = section("speed")
+    blocks = python_blocks(text)
+    assert blocks and "benchmarks/bench_act.py" in text
     namespace = {}
     for block in blocks:
-        exec(compile(block, "README.md#speed", "exec"), namespace)
+        exec(compile(block, "docs (section speed)", "exec"), namespace)
     assert torch.equal(namespace["fast"].updates, namespace["dense"].updates)
 
 

@@ -1,11 +1,10 @@
 """Corpus batching of `act stats` (act.analysis.batching): length buckets, the mapping back to file order, and
-per-token results identical to file-order batching; plus the python blocks of the README's analysis section."""
+per-token results identical to file-order batching; plus the python blocks of the analysis section
+(docs/analyses.md)."""
 
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ from act.cli import main
 from act.inspect import demo_model_dir
 
 DEMO = demo_model_dir()
-README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def random_sequences(seed=0, count=41):
@@ -108,13 +106,12 @@ def test_cli_order_does_not_change_the_report(tmp_path):
 def test_readme_analysis_section_python_blocks_run(tmp_path, monkeypatch):
     pytest.importorskip("torch")
     pytest.importorskip("sentencepiece")
-    text = README.read_text(encoding="utf-8")
-    match = re.search(r"<!-- section:analysis -->(.*?)<!-- /section:analysis -->", text, flags=re.S)
-    assert match, "README has no analysis section"
-    blocks = re.findall(r"```python\n(.*?)```", match.group(1), flags=re.S)
+    from test_readme import python_blocks, section
+
+    blocks = python_blocks(section("analysis"))
     assert blocks
     monkeypatch.chdir(tmp_path)
     namespace = {}
     for block in blocks:
-        exec(compile(block, str(README), "exec"), namespace)
+        exec(compile(block, "docs (section analysis)", "exec"), namespace)
     assert len(namespace["per_sequence"]) == len(namespace["sequences"])

@@ -2,8 +2,6 @@
 
 import json
 import os
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +18,6 @@ keras = pytest.importorskip("keras")
 from act.tf import TFAlbertActModel  # noqa: E402
 
 FLOAT32_STRADDLE = 1e-6
-README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def config_for(**overrides):
@@ -471,10 +468,9 @@ def test_symbolic_inputs_skip_value_checks(setup):
 
 
 def keras_readme_blocks():
-    text = README.read_text()
-    section = re.search(r"<!-- section:keras -->(.*?)<!-- /section:keras -->", text, re.S)
-    assert section, "README has no Keras section"
-    return re.findall(r"```python\n(.*?)```", section.group(1), re.S)
+    from test_readme import python_blocks, section
+
+    return python_blocks(section("keras"))
 
 
 @pytest.mark.filterwarnings("ignore:`shuffle=True` was passed")
@@ -485,5 +481,5 @@ def test_readme_keras_section_runs(tmp_path, monkeypatch):
     assert 'load_model("clf.keras")' in code
     monkeypatch.chdir(tmp_path)
     namespace = {}
-    exec(compile(code, str(README) + ":keras", "exec"), namespace)  # noqa: S102
+    exec(compile(code, "docs (section keras)", "exec"), namespace)  # noqa: S102
     assert (tmp_path / "clf.keras").is_file()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,14 @@ def launcher(name: str) -> str:
     if found is None:
         pytest.fail(f"{name} is not installed next to {sys.executable} nor on PATH")
     return found
+
+
+def free_port() -> int:
+    """A free loopback port for the ranks' rendezvous: the launchers' default (29500) would collide with another
+    run of this test at the same time (a pytest-xdist worker, another checkout's suite on the same machine)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def run(command, probe_dir: Path, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -67,8 +76,8 @@ def assert_identical(weights: list[dict], saved: Path, initial: dict | None = No
 def test_torchrun_pretrain_two_ranks_agree(tmp_path):
     corpus = write_corpus(tmp_path / "corpus.txt", lines=160)
     out = tmp_path / "out"
-    command = [launcher("torchrun"), "--nproc_per_node", 2, PROBE, "pretrain", corpus, out,
-               "--config", write_config(tmp_path / "config.json"), "--tokenizer", write_tokenizer(tmp_path / "tok"),
+    command = [launcher("torchrun"), "--nproc_per_node", 2, "--master_port", free_port(), PROBE, "pretrain", corpus,
+               out, "--config", write_config(tmp_path / "config.json"), "--tokenizer", write_tokenizer(tmp_path / "tok"),
                "--cache-dir", tmp_path / "cache", "--max_steps", 3, "--per_device_train_batch_size", 4,
                "--gradient_accumulation_steps", 2, "--lamb", "--learning_rate", 1e-2, "--logging_steps", 1,
                "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no"]
@@ -90,6 +99,7 @@ def test_accelerate_launch_finetune_two_ranks_agree(tmp_path):
     dev = write_table(tmp_path / "dev.jsonl", labelled_rows(8, offset=24))
     out = tmp_path / "out"
     command = [launcher("accelerate"), "launch", "--multi_gpu", "--num_processes", 2, "--num_machines", 1,
+               "--main_process_port", free_port(),
                "--mixed_precision", "no", "--dynamo_backend", "no", PROBE, "finetune", train, dev, out,
                "--model", model, "--num_train_epochs", 1, "--per_device_train_batch_size", 4, "--learning_rate", 1e-3,
                "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no"]

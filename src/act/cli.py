@@ -19,7 +19,10 @@ SUBCOMMANDS = {
 
 
 def build_parser(load: str | None = None) -> argparse.ArgumentParser:
+    from act import __version__
+
     parser = argparse.ArgumentParser(prog="act", description="ALBERT-ACT tools")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         if name != load:  # only the chosen subcommand's module is imported

@@ -31,7 +31,8 @@ HALTING_KNOBS = ("act_epsilon", "max_iterations")
 class AlbertActConfig(PretrainedConfig):
     r"""Configuration of ALBERT-ACT, shared as-is by `AlbertActModel` and `TFAlbertActModel`.
 
-    The defaults are those of the published `asi/albert-act-base` checkpoint.
+    The defaults are those of the published `asi/albert-act-base` checkpoint. The arguments not listed below are
+    ALBERT's.
 
     Args:
         num_hidden_layers: the *iteration cap*: the most times the one shared layer is applied to a token.
@@ -42,7 +43,6 @@ class AlbertActConfig(PretrainedConfig):
             the paper's tau: 1e-3 / 5e-4 / 2.5e-4 for tiny / small / base).
         act_fast_path: inference skips halted tokens (cached keys/values; see the README's speed section).
             False forces the dense loop everywhere. It never changes the result, only the cost.
-        Other arguments are ALBERT's.
     """
 
     model_type = "albert_act"
