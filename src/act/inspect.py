@@ -54,6 +54,9 @@ def load_tokenizer(directory: Path):
         raise FileNotFoundError(
             f"no tokenizer in model directory {directory}: expected {' or '.join(TOKENIZER_FILES)}"
         )
+    from .tokenizer_files import check_tokenizer_files
+
+    check_tokenizer_files(directory)  # a damaged file is a ValueError naming it, before transformers reads it
     from transformers import AlbertTokenizer
 
     try:

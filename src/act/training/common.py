@@ -88,4 +88,7 @@ def load_tokenizer(directory: str):
 
     if not Path(directory).is_dir():
         raise FileNotFoundError(f"tokenizer directory {directory} does not exist")
+    from act.tokenizer_files import check_tokenizer_files
+
+    check_tokenizer_files(directory)  # a damaged file is a ValueError naming it, before transformers reads it
     return AutoTokenizer.from_pretrained(directory)
