@@ -14,11 +14,7 @@ Importing this module imports neither torch, tensorflow nor transformers.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-
-from .checkpoints.atomic import default_file_mode
 
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 CONFIG_NAME = "config.json"
@@ -72,20 +68,10 @@ def write_model_max_length(directory, max_length: int | None = None) -> bool:
     if settings.get("model_max_length") == max_length:
         return False
     settings["model_max_length"] = max_length
-    if path.is_file():
-        mode = path.stat().st_mode & 0o7777  # the file keeps its permissions
-    else:
-        mode = default_file_mode()
-    handle, temporary = tempfile.mkstemp(prefix=f".{TOKENIZER_CONFIG_NAME}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(settings, stream, indent=2, sort_keys=True, ensure_ascii=False)
-            stream.write("\n")
-        os.chmod(temporary, mode)  # mkstemp made it private
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    from .checkpoints import atomic
+
+    # crash-safe (`atomic.write_files`): the old file or the new one; an existing file keeps its permissions
+    atomic.write_files({path: json.dumps(settings, indent=2, sort_keys=True, ensure_ascii=False) + "\n"})
     return True
 
 

@@ -129,7 +129,7 @@ class WriteError(OSError):
         else:
             where = names
             after = "" if self.kept is None else \
-                "; the previous file is unchanged" if self.kept else "; nothing was written"
+                "; it is unchanged" if self.kept else "; nothing was written"
         return f"cannot write {where}: {self.reason}{after}"
 
 
@@ -262,7 +262,9 @@ def writing(paths, overwrite: bool = True) -> Iterator[list[Path]]:
                 _unlink_quietly(target)
         for path in [*temporaries, *backups.values()]:
             _unlink_quietly(path)
-        failure = os_error(error) if isinstance(error, Exception) and not isinstance(error, WriteError) else None
+        failure = os_error(error) if isinstance(error, Exception) else None
+        if isinstance(error, WriteError) and error.filename not in {str(t) for t in temporaries}:
+            failure = None  # a nested writer's own report (one of ours is renamed to the file the user named)
         if failure is not None and is_write_failure(failure, [*targets, *temporaries]):
             names = {str(target): target for target in targets}
             names.update({str(temporary): target for temporary, target in zip(temporaries, targets)})
@@ -535,10 +537,14 @@ def _make_staging(dest: Path, kind: str) -> Path:
     inside = kind == "directory" and dest.is_dir()
     staging = dest / f"{STAGING_PREFIX}{token}" if inside else dest.parent / f".{dest.name}{STAGING_PREFIX}{token}"
     staging.mkdir()
-    write_json_atomically(staging / MARKER, {"tool": "act", "dest": dest.name, "pid": os.getpid(),
-                                             "created": time.time(), "kind": kind})
-    (staging / NEW).mkdir()
-    (staging / SCRATCH).mkdir()
+    try:
+        write_json_atomically(staging / MARKER, {"tool": "act", "dest": dest.name, "pid": os.getpid(),
+                                                 "created": time.time(), "kind": kind})
+        (staging / NEW).mkdir()
+        (staging / SCRATCH).mkdir()
+    except BaseException:  # a full disk: nothing of ours stays behind
+        _remove_staging(staging)
+        raise
     return staging
 
 
@@ -593,26 +599,40 @@ def transaction(dest: str | os.PathLike, overwrite: bool, kind: str = "directory
     if kind not in ("directory", "file"):
         raise ValueError(f"kind must be 'directory' or 'file', got {kind!r}")
     dest = Path(os.path.abspath(dest))
-    dest.parent.mkdir(parents=True, exist_ok=True)
     replaces = replaces or (lambda name: False)
-    with locked(dest):
-        recovered = recover(dest)
-        _check_dest(dest, overwrite, kind)
-        staging = _make_staging(dest, kind)
-        committed = False
+    existed = dest.exists()
+    written = [dest, lock_path(dest)]  # an OSError about these (or what is below them) is a failed write
+    try:
         try:
-            current = Transaction(dest, staging, kind)
-            current.recovered = recovered
-            yield current
-            _check_dest(dest, overwrite, kind)  # re-checked: something else may have created DEST meanwhile
-            _pause()
-            _commit(current, replaces, directories)
-            committed = True
-        except InterruptedCommit:
-            raise  # the journal stays: the directory is flagged, the next writer rolls it forward
-        finally:
-            if committed or not (staging / JOURNAL).is_file():
-                _remove_staging(staging)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise WriteError([dest], error, kept=existed) from error
+        with locked(dest):
+            recovered = recover(dest)
+            _check_dest(dest, overwrite, kind)
+            staging = _make_staging(dest, kind)
+            written.append(staging)
+            committed = False
+            try:
+                current = Transaction(dest, staging, kind)
+                current.recovered = recovered
+                yield current
+                _check_dest(dest, overwrite, kind)  # re-checked: something else may have created DEST meanwhile
+                _pause()
+                _commit(current, replaces, directories)
+                committed = True
+            except InterruptedCommit:
+                raise  # the journal stays: the directory is flagged, the next writer rolls it forward
+            finally:
+                if committed or not (staging / JOURNAL).is_file():
+                    _remove_staging(staging)
+    except (FileExistsError, WriteError, InterruptedCommit):
+        raise
+    except Exception as error:  # a full disk, a read-only file system, no permission: named, DEST untouched
+        failure = os_error(error)
+        if failure is not None and is_write_failure(failure, written):
+            raise WriteError([dest], failure, kept=existed) from error
+        raise
 
 
 __all__ = ["DestinationBusy", "InterruptedCommit", "Transaction", "transaction", "recover", "pending_commit",

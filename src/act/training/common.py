@@ -29,11 +29,10 @@ def check_output_dir(out: Path, sources: tuple = ()) -> None:
 
 
 def write_marker(out: Path, command: str, settings: dict) -> None:
+    from act.checkpoints.atomic import write_files
+
     out.mkdir(parents=True, exist_ok=True)
-    temporary = out / f".{MARKER}.tmp"
-    temporary.write_text(json.dumps({"command": command, **settings}, indent=2, default=str) + "\n",
-                         encoding="utf-8")
-    os.replace(temporary, out / MARKER)
+    write_files({out / MARKER: json.dumps({"command": command, **settings}, indent=2, default=str) + "\n"})
 
 
 def save_final(trainer, tokenizer, out: Path, spiece_source: Path | None) -> None:

@@ -113,8 +113,15 @@ def tokenize_corpus(paths, tokenizer, cache_dir: Path, num_proc: int | None = No
     final = cache_dir / f"tokens-{fingerprint}"
     if (final / "dataset_info.json").exists():
         return datasets.load_from_disk(str(final)), fingerprint
-    lines = datasets.load_dataset("text", data_files={"train": [str(p) for p in paths]},
-                                  cache_dir=str(cache_dir / "text"), split="train")
+    try:
+        lines = datasets.load_dataset("text", data_files={"train": [str(p) for p in paths]},
+                                      cache_dir=str(cache_dir / "text"), split="train")
+    except Exception:  # datasets' error names no line: a file that is not UTF-8 is said so, with file and line
+        from act.textfiles import check_utf8
+
+        for path in paths:
+            check_utf8(path, "corpus file")
+        raise
     if len(lines) == 0:
         raise ValueError(f"corpus {', '.join(map(str, paths))} is empty")
 
