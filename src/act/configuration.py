@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import struct
 
 from transformers import PretrainedConfig
 
@@ -206,23 +205,21 @@ class AlbertActConfig(PretrainedConfig):
         return 1.0 - float(epsilon), int(cap)
 
 
-def _float32(value: float) -> float:
-    return struct.unpack("f", struct.pack("f", value))[0]
-
-
-# The smallest act_epsilon whose threshold 1 - act_epsilon is below 1.0 in float32: 1 - 2**-24 is the float32 just
-# below 1 (smaller epsilons round to 1.0, or to a halfway case that rounds to even, 1.0).
-MIN_ACT_EPSILON = 2.0 ** -24
+# 1 - act_epsilon rounds to 1.0 in float32 exactly when float32(act_epsilon) <= 2**-25 (half the spacing of the
+# float32 numbers just below 1; the halfway case rounds to even, 1.0), that is act_epsilon <= 2**-25 + 2**-49 (half
+# a float32 step above 2**-25, the halfway case rounding to the even 2**-25). Plain float comparisons: this runs in
+# compiled code too (halting_limits under torch.compile / tf.function).
+LARGEST_ROUNDING_TO_ONE = 2.0 ** -25 + 2.0 ** -49
 
 
 def check_threshold(epsilon: float, name: str = "act_epsilon") -> None:
     """ACT_SEMANTICS.md "Halting dtype": the threshold ``1 - act_epsilon`` is compared in float32 (in every model
-    but a float64 one). An epsilon so small that it rounds to 1.0 there is act_epsilon 0: a ValueError naming
-    `name`."""
-    if _float32(1.0 - _float32(epsilon)) >= 1.0:
+    but a float64 one). An epsilon so small that the threshold rounds to 1.0 there is act_epsilon 0: a ValueError
+    naming `name`."""
+    if epsilon <= LARGEST_ROUNDING_TO_ONE:
         raise ValueError(f"{name}={epsilon!r} is too small: the halting threshold 1 - {name} rounds to 1.0 in "
-                         f"float32 (the halting dtype), which is {name} = 0; use at least {MIN_ACT_EPSILON:.3g} "
-                         f"(2**-24)")
+                         f"float32 (the halting dtype), which is {name} = 0; use at least 6e-08 (2**-24, which "
+                         f"gives the largest float32 threshold below 1)")
 
 
 def problem_type(config: AlbertActConfig, integer_labels: bool) -> str:
