@@ -172,8 +172,8 @@ def _sync_file(path: Path) -> None:
 
 
 def _unlink_quietly(path: Path | None) -> None:
-    if path is not None:
-        with contextlib.suppress(FileNotFoundError):
+    if path is not None and os.path.lexists(path):
+        with contextlib.suppress(OSError):  # the cleaning never hides the error being reported
             os.unlink(path)
 
 
@@ -223,8 +223,8 @@ def writing(paths, overwrite: bool = True) -> Iterator[list[Path]]:
     try:
         for target in targets:
             temporary = _temporary_name(target)
+            temporaries.append(temporary)  # before it exists: an error creating it is about this target
             os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            temporaries.append(temporary)
         yield list(temporaries)
         for target, temporary, there in zip(targets, temporaries, existed):
             if not temporary.is_file():
@@ -263,6 +263,8 @@ def writing(paths, overwrite: bool = True) -> Iterator[list[Path]]:
         for path in [*temporaries, *backups.values()]:
             _unlink_quietly(path)
         failure = os_error(error) if isinstance(error, Exception) else None
+        if isinstance(error, FileExistsError):
+            failure = None  # overwrite=False: the target is there (named by the error), not a failed write
         if isinstance(error, WriteError) and error.filename not in {str(t) for t in temporaries}:
             failure = None  # a nested writer's own report (one of ours is renamed to the file the user named)
         if failure is not None and is_write_failure(failure, [*targets, *temporaries]):
