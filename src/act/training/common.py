@@ -41,10 +41,16 @@ def save_final(trainer, tokenizer, out: Path, spiece_source: Path | None) -> Non
     if trainer.args.should_save:
         if scratch.exists():
             shutil.rmtree(scratch)
-    trainer.save_model(str(scratch))  # every rank must call it (FSDP/DeepSpeed gather), only the main one writes
-    if trainer.args.should_save:
-        if spiece_source is not None and not (scratch / "spiece.model").exists() and spiece_source.is_file():
+    try:
+        trainer.save_model(str(scratch))  # every rank must call it (FSDP/DeepSpeed gather), only the main one writes
+        if trainer.args.should_save and spiece_source is not None and not (scratch / "spiece.model").exists() \
+                and spiece_source.is_file():
             shutil.copyfile(spiece_source, scratch / "spiece.model")
+    except BaseException:  # a full disk: the half-written scratch directory goes, OUT keeps what it had
+        if trainer.args.should_save:
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    if trainer.args.should_save:
         for item in scratch.iterdir():
             if item.is_file():
                 os.replace(item, out / item.name)

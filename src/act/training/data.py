@@ -143,7 +143,11 @@ def save_atomically(dataset, final: Path) -> None:
     temporary = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     if temporary.exists():
         shutil.rmtree(temporary)
-    dataset.save_to_disk(str(temporary))
+    try:
+        dataset.save_to_disk(str(temporary))
+    except BaseException:  # a full disk: no half-written directory stays behind
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
     try:
         os.replace(temporary, final)
     except OSError:  # another process finished first (a non-empty `final` exists): keep theirs
