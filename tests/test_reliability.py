@@ -161,6 +161,20 @@ def test_convert_onto_a_full_disk_is_one_line_and_leaves_nothing(small_fs, capsy
     assert not dest.exists() and leftovers(small_fs.path) == []
 
 
+def test_save_pretrained_onto_a_full_disk_keeps_the_old_model(small_fs):
+    from act import AlbertActModel
+
+    model = AlbertActModel.from_pretrained(DEMO)
+    dest = small_fs.path / "saved"
+    dest.mkdir()
+    (dest / "config.json").write_text('{"previous": true}')
+    (dest / "notes.txt").write_text("mine")
+    with pytest.raises(atomic.WriteError, match=f"cannot write {dest}: No space left on device; it is unchanged"):
+        model.save_pretrained(dest)  # safetensors' own error (SafetensorError) carries the OS error code
+    assert sorted(p.name for p in dest.iterdir()) == ["config.json", "notes.txt"]
+    assert (dest / "config.json").read_text() == '{"previous": true}' and leftovers(small_fs.path) == []
+
+
 # -------------------------------------------------------------------------------------- injected OS errors
 def test_injected_failure_while_putting_a_set_in_place_restores_the_first(tmp_path, monkeypatch):
     first, second = tmp_path / "a.txt", tmp_path / "b.txt"

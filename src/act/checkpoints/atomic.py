@@ -103,7 +103,9 @@ BACKUP_MARK = ".act-old-"  # .<NAME>.act-old-<id>: the previous NAME while a set
 # Errors that can only mean the writing failed (whatever file the error names)
 WRITE_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EFBIG", "EIO")
                          if hasattr(errno, name))
-_OS_CODE = re.compile(r"(?:code:\s*|\[Errno\s*|os error\s*)(\d+)")
+# how Rust (safetensors, tokenizers: `Os { code: 28, ... }`, `(os error 28)`) and Python (`[Errno 28]`) spell an
+# operating-system error inside another error's text
+_OS_CODE = re.compile(r"(?:Os \{ code: |\(os error |\[Errno )(\d+)")
 
 
 class WriteError(OSError):
