@@ -293,6 +293,17 @@ def test_damaged_spiece_model_alone_is_named(tokenizer_dir, damage, expected, ca
     assert str(spiece) in line
 
 
+def test_without_sentencepiece_the_wire_format_is_checked_here(tokenizer_dir, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sentencepiece", None)  # `import sentencepiece` raises ImportError
+    check_tokenizer_files(tokenizer_dir)  # the pieces parsed here agree with tokenizer.json's
+    spiece = tokenizer_dir / "spiece.model"
+    spiece.write_bytes(spiece.read_bytes()[:-7])
+    with pytest.raises(TokenizerFileError, match="truncated"):
+        check_tokenizer_files(tokenizer_dir)
+
+
 def test_damaged_spiece_beside_a_good_tokenizer_json_is_reported(tokenizer_dir):
     spiece = tokenizer_dir / "spiece.model"
     spiece.write_bytes(spiece.read_bytes()[:1000])

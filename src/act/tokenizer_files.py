@@ -8,9 +8,9 @@ vocabulary is empty", a random one asks for `tiktoken`, a truncated ``tokenizer.
 file, and a damaged ``spiece.model`` beside a good ``tokenizer.json`` is never read. This module checks each file
 that is there:
 
-- ``spiece.model``: not empty, a complete SentencePiece ``ModelProto`` (its protobuf wire format parsed here, so
-  the pieces are known without any library), with at least one piece; and, when `sentencepiece` is installed,
-  loaded by it.
+- ``spiece.model``: not empty, loaded by `sentencepiece` when it is installed, and a complete SentencePiece
+  ``ModelProto`` with at least one piece (its protobuf wire format parsed here, without any library, when
+  `sentencepiece` is missing or fails: the message then says where the file breaks).
 - ``tokenizer.json``: UTF-8, valid JSON (the error gives its line and column), an object with a ``model`` that has
   a vocabulary; and, when `tokenizers` is installed, read by it.
 - ``tokenizer_config.json``, ``special_tokens_map.json``, ``added_tokens.json``: UTF-8 JSON objects.
@@ -143,20 +143,27 @@ def spiece_pieces(path: str | os.PathLike) -> list[str]:
     return pieces
 
 
-def _check_with_sentencepiece(path: Path, pieces: list[str]) -> None:
+def _sentencepiece_pieces(path: Path) -> list[str] | None:
+    """The pieces as the `sentencepiece` library reads them (None when it is not installed): fast, and a file it
+    loads is sound. A file it cannot load is parsed here (`spiece_pieces`) for a message that says where it breaks."""
     try:
         import sentencepiece
     except ImportError:
-        return
+        return None
     processor = sentencepiece.SentencePieceProcessor()
     try:
-        processor.LoadFromSerializedProto(path.read_bytes())
+        processor.LoadFromSerializedProto(_read_bytes(path))
+    except TokenizerFileError:
+        raise
     except Exception as error:  # sentencepiece raises RuntimeError / OSError with its own text
+        pieces = spiece_pieces(path)  # a TokenizerFileError saying where the file breaks, usually
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise TokenizerFileError(f"{path}: sentencepiece cannot load it: {first}") from error
-    if processor.GetPieceSize() != len(pieces):
-        raise TokenizerFileError(f"{path}: sentencepiece reads {processor.GetPieceSize()} pieces where the file "
-                                 f"lists {len(pieces)}")
+        raise TokenizerFileError(f"{path}: sentencepiece cannot load it ({len(pieces)} pieces parsed): {first}") \
+            from error
+    pieces = [processor.IdToPiece(index) for index in range(processor.GetPieceSize())]
+    if not pieces:
+        raise TokenizerFileError(f"{path}: not a SentencePiece model: it holds no pieces (a damaged file)")
+    return pieces
 
 
 # ------------------------------------------------------------------------------------------- tokenizer.json
@@ -207,8 +214,9 @@ def check_tokenizer_files(directory: str | os.PathLike, required: bool = True) -
             _read_json(path, "a JSON object")
     pieces = None
     if spiece in present:
-        pieces = spiece_pieces(spiece)
-        _check_with_sentencepiece(spiece, pieces)
+        pieces = _sentencepiece_pieces(spiece)
+        if pieces is None:  # without sentencepiece: the wire format parsed here
+            pieces = spiece_pieces(spiece)
     json_pieces = None
     if pipeline in present:
         _, json_pieces = tokenizer_json_vocabulary(pipeline)
