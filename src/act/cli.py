@@ -49,9 +49,47 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)
-    except (ValueError, OSError) as error:  # OSError: missing / existing files, and the hub's errors
-        print(f"act {args.command}: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"act {args.command}: interrupted (files being written keep their previous version)", file=sys.stderr)
+        return 130
+    except Exception as error:
+        message = user_error(error)
+        if message is None:
+            raise  # a bug: the traceback is what a report needs
+        print(f"act {args.command}: error: {message}", file=sys.stderr)
         return 1
+
+
+# Libraries whose errors are about the user's files or environment (a damaged checkpoint or tokenizer, a file the
+# library cannot read, a full disk), never a bug of ours: reported in one line, like our ValueError / OSError.
+USER_ERROR_LIBRARIES = ("safetensors", "safetensors_rust", "tokenizers", "sentencepiece", "google", "h5py", "onnx",
+                        "onnxruntime", "onnxscript", "datasets", "pyarrow", "huggingface_hub", "requests", "urllib3")
+
+
+def user_error(error: BaseException) -> str | None:
+    """The one-line message of an error caused by the user's input or environment; None for anything else (a bug,
+    which keeps its traceback). ValueError (bad values, damaged files, text that is not UTF-8), OSError (missing,
+    existing or unwritable files, a full disk; `act.checkpoints.atomic.WriteError` names the path), ImportError (a
+    missing optional dependency), MemoryError, and the errors of the libraries that read the user's files."""
+    import pickle
+    import zipfile
+
+    from .checkpoints.atomic import os_error
+
+    if isinstance(error, (ValueError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError)):
+        text = str(error) or type(error).__name__
+    elif isinstance(error, ImportError):
+        text = f"a package is missing: {error}"
+    elif isinstance(error, MemoryError):
+        text = f"out of memory{f' ({error})' if str(error) else ''}: try a smaller --batch-size or input"
+    elif type(error).__module__.split(".")[0] in USER_ERROR_LIBRARIES:
+        failure = os_error(error)
+        first = (str(error).strip().splitlines() or [""])[0]
+        text = f"{type(error).__name__}: {first}" if failure is None or failure is error else \
+            f"{failure.strerror} ({type(error).__name__}: {first})"
+    else:
+        return None
+    return text
 
 
 if __name__ == "__main__":

@@ -86,7 +86,11 @@ class AlbertActConfig(PretrainedConfig):
     @classmethod
     def from_dict(cls, config_dict, **kwargs):
         """transformers' `from_dict` (what `from_pretrained` and Keras deserialisation use), whose keyword overrides
-        are set after construction: the values are validated again once they are in place."""
+        are set after construction: the values are validated again once they are in place. A dict whose
+        `model_type` names another model is refused (`act.checkpoints.files.check_model_type`)."""
+        from .checkpoints.files import check_model_type
+
+        check_model_type(config_dict, "the config")
         result = super().from_dict(config_dict, **kwargs)
         (result[0] if isinstance(result, tuple) else result).check_values()
         return result
@@ -129,6 +133,7 @@ class AlbertActConfig(PretrainedConfig):
         positive_int("num_hidden_layers", "an integer >= 1 (it is the iteration cap)")
         if not 0.0 < finite("act_epsilon") < 1.0:
             raise ValueError(f"act_epsilon must lie strictly between 0 and 1, got {self.act_epsilon!r}")
+        check_threshold(self.act_epsilon, "act_epsilon")
         if finite("ponder_penalty") < 0:
             raise ValueError(f"ponder_penalty must be >= 0, got {self.ponder_penalty!r}")
         if finite("initializer_range") < 0:
@@ -186,6 +191,7 @@ class AlbertActConfig(PretrainedConfig):
         epsilon = self.act_epsilon if epsilon is None else epsilon
         if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not 0.0 < float(epsilon) < 1.0:
             raise ValueError(f"{name} must be a Python number strictly between 0 and 1, got {epsilon!r}")
+        check_threshold(float(epsilon), name)
         trained = self.num_hidden_layers
         if isinstance(trained, bool) or not isinstance(trained, numbers.Integral) or trained < 1:
             raise ValueError(f"config.num_hidden_layers (the iteration cap) must be an integer >= 1, got {trained!r}")
@@ -197,6 +203,23 @@ class AlbertActConfig(PretrainedConfig):
                              f"num_hidden_layers={trained}, got {cap!r}"
                              + ("; the cap can only be lowered at inference" if above else ""))
         return 1.0 - float(epsilon), int(cap)
+
+
+# 1 - act_epsilon rounds to 1.0 in float32 exactly when float32(act_epsilon) <= 2**-25 (half the spacing of the
+# float32 numbers just below 1; the halfway case rounds to even, 1.0), that is act_epsilon <= 2**-25 + 2**-49 (half
+# a float32 step above 2**-25, the halfway case rounding to the even 2**-25). Plain float comparisons: this runs in
+# compiled code too (halting_limits under torch.compile / tf.function).
+LARGEST_ROUNDING_TO_ONE = 2.0 ** -25 + 2.0 ** -49
+
+
+def check_threshold(epsilon: float, name: str = "act_epsilon") -> None:
+    """ACT_SEMANTICS.md "Halting dtype": the threshold ``1 - act_epsilon`` is compared in float32 (in every model
+    but a float64 one). An epsilon so small that the threshold rounds to 1.0 there is act_epsilon 0: a ValueError
+    naming `name`."""
+    if epsilon <= LARGEST_ROUNDING_TO_ONE:
+        raise ValueError(f"{name}={epsilon!r} is too small: the halting threshold 1 - {name} rounds to 1.0 in "
+                         f"float32 (the halting dtype), which is {name} = 0; use at least 6e-08 (2**-24, which "
+                         f"gives the largest float32 threshold below 1)")
 
 
 def problem_type(config: AlbertActConfig, integer_labels: bool) -> str:

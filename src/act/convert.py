@@ -107,6 +107,7 @@ def build_config(raw: dict, origin: str, source_format: str, notes: list[str]):
     from .configuration import AlbertActConfig
 
     raw = dict(raw)
+    files.check_model_type(raw, origin)
     if source_format == "tf1" and raw.get("model_type") != AlbertActConfig.model_type \
             and raw.get("hidden_act", "gelu") == "gelu":
         raw["hidden_act"] = "gelu_new"

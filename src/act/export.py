@@ -31,15 +31,13 @@ import argparse
 import contextlib
 import dataclasses
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from . import hub
-from .checkpoints.atomic import default_file_mode
+from .checkpoints import atomic
 
 DEFAULT_ATOL = 1e-4  # float32 graph vs eager PyTorch, as `act convert --verify`
 TRACE_BATCH, TRACE_LENGTH, TRACE_CHOICES = 2, 8, 2  # the example inputs the graph is traced with
@@ -268,29 +266,25 @@ def export_onnx(model, dest, architecture: str | None = None, verify: bool = Fal
     report = ExportReport(source=str(model), dest=str(dest), architecture=architecture)
     created = [parent for parent in [dest.parent, *dest.parent.parents] if not parent.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{dest.name}.exporting-", suffix=".onnx", dir=dest.parent)
-    os.close(handle)
-    temporary = Path(temporary)
     written = False
-    try:
-        try:
-            report.inputs, report.outputs, report.opset = trace_to_onnx(torch_model, multiple_choice, temporary,
-                                                                        opset)
-        except Exception as error:  # torch.export / ONNX conversion errors are long: keep the first line
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise ExportError(f"{model}: the ONNX export failed: {type(error).__name__}: {first}") from error
-        if verify:
-            report.verification = verify_onnx(torch_model, temporary, multiple_choice, atol=atol)
-            if not report.ok:
-                raise ExportError(f"{dest}: not written: the ONNX graph failed the parity check", report)
-        if (dest.exists() or dest.is_symlink()) and not overwrite:  # appeared while we worked
-            raise FileExistsError(f"{dest}: already exists; pass --overwrite to replace it")
-        os.chmod(temporary, default_file_mode())  # mkstemp made it private; the result gets the usual permissions
-        os.replace(temporary, dest)
+    try:  # crash-safe (`atomic.writing_file`): a failed export, a full disk, a kill leave DEST as it was
+        with atomic.writing_file(dest, overwrite=overwrite) as temporary:
+            try:
+                report.inputs, report.outputs, report.opset = trace_to_onnx(torch_model, multiple_choice, temporary,
+                                                                            opset)
+            except Exception as error:  # torch.export / ONNX conversion errors are long: keep the first line
+                if atomic.is_write_failure(error, [temporary]):
+                    raise
+                first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise ExportError(f"{model}: the ONNX export failed: {type(error).__name__}: {first}") from error
+            if verify:
+                report.verification = verify_onnx(torch_model, temporary, multiple_choice, atol=atol)
+                if not report.ok:
+                    raise ExportError(f"{dest}: not written: the ONNX graph failed the parity check", report)
         written = True
+    except FileExistsError as error:  # appeared while we worked
+        raise FileExistsError(f"{dest}: already exists; pass --overwrite to replace it") from error
     finally:
-        if temporary.exists():
-            temporary.unlink()
         if not written:  # a failed export leaves no trace: the folders it created for DEST go too (if still empty)
             for folder in created:
                 try:

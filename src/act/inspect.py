@@ -185,12 +185,28 @@ def write_heatmap(path: Path, tokens: list[str], updates, remainders, cap: int, 
                         Patch(facecolor="#f4f4f4", edgecolor="#bbbbbb", label="halted")],
                loc="lower center", ncol=3, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0.0, 0.3 / height, 1.0, 1.0))
-    fig.savefig(path)
-    plt.close(fig)
+    from .analysis.plots import save_figure
+
+    try:
+        save_figure(fig, path)  # crash-safe: a full disk leaves the previous PNG, never a truncated one
+    finally:
+        plt.close(fig)
+
+
+def check_text(text, what: str) -> None:
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError(f"{what} is empty{' (only whitespace)' if text else ''}: nothing to inspect (the model would "
+                         f"see only [CLS] [SEP]); give a sentence, e.g. act inspect \"{EXAMPLE}\"")
 
 
 def inspect_sentence(text: str, runner: Runner, tokenizer, pair: str | None = None) -> dict:
-    """Tokenize `text` (and an optional second segment), run the model; tokens, updates and remainders."""
+    """Tokenize `text` (and an optional second segment), run the model; tokens, updates and remainders. An empty
+    or whitespace-only text (or pair) is a ValueError: the model would only see [CLS] [SEP]."""
+    check_text(text, "the text")
+    if pair is not None:
+        check_text(pair, "--pair")
     encoding = tokenizer(text, pair, truncation=True, max_length=runner.max_length)
     ids = encoding["input_ids"]
     token_types = encoding.get("token_type_ids") or [0] * len(ids)
@@ -233,6 +249,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_text(" ".join(args.text), "the text")  # before any model is loaded
+    if args.pair is not None:
+        check_text(args.pair, "--pair")
     directory = resolve_model_dir(args.model, args.revision, args.cache_dir)
     tokenizer = load_tokenizer(directory)
     if args.png is not None and not Path(args.png).resolve().parent.is_dir():

@@ -16,12 +16,10 @@ Importing this module imports neither torch, tensorflow nor transformers.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 
-from .checkpoints.atomic import default_file_mode
+from .checkpoints import atomic
 
 CARD_NAME = "README.md"
 BASE_ARCHITECTURE = "AlbertActModel"
@@ -191,26 +189,13 @@ def write_model_card(directory, config, architecture: str | None = None, model_i
             return False  # already this card
         refresh = True
     directory.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{CARD_NAME}.", suffix=".tmp", dir=directory)
+    # crash-safe (`atomic.write_files`); a new card never replaces a README.md that appeared meanwhile, and our
+    # unedited card is replaced whole (an edit between the check and here would be lost)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, default_file_mode())  # mkstemp made it private; a card gets the usual permissions
-        if refresh:  # our unedited card, replaced whole (an edit between the check and here would be lost)
-            os.replace(temporary, target)
-            return True
-        try:
-            os.link(temporary, target)  # never replaces a card that appeared meanwhile
-        except FileExistsError:
-            return False
-        except OSError:  # a file system without hard links
-            if target.exists():
-                return False
-            os.replace(temporary, target)
-        return True
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        atomic.write_files({target: text}, overwrite=refresh)
+    except FileExistsError:
+        return False
+    return True
 
 
 __all__ = ["CARD_NAME", "CITATION", "is_unedited_card", "model_card", "write_model_card"]

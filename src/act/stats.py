@@ -39,12 +39,10 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-from .checkpoints.atomic import default_file_mode
+from .checkpoints import atomic
 
 from .analysis.batching import ORDERS, Batch, batch_encode, run_batches  # noqa: F401  (the batching API)
 from .analysis.categories import (CATEGORIES, CATEGORY_SETS, CLS, MASK, ORIGINAL, OTHER_SPECIAL,  # noqa: F401
@@ -61,7 +59,9 @@ def read_lines(path: Path) -> list[str]:
         raise FileNotFoundError(f"text file {path} does not exist")
     if not path.is_file():
         raise FileNotFoundError(f"{path} is not a file")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    from .textfiles import read_utf8
+
+    lines = [line.strip() for line in read_utf8(path, "text file").splitlines()]  # not UTF-8: names the line
     lines = [line for line in lines if line]
     if not lines:
         raise ValueError(f"text file {path} has no non-empty line")
@@ -305,33 +305,28 @@ def format_tag_report(report: dict) -> str:
 
 # ------------------------------------------------------------------------------------------------ writing files
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory: the old file or the new one."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.chmod(temporary, default_file_mode())  # mkstemp made it private; the result gets the usual permissions
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write `text` to `path` crash-safe (`atomic.write_files`): the old file or the new one."""
+    atomic.write_files({Path(path): text})
 
 
 def _number(value) -> str:
     return "" if value is None else f"{value:.6f}"
 
 
-def write_csv(path: Path, report: dict) -> None:
+def csv_text(report: dict) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["tokens", "count", "mean_updates", "std_updates"])
     for name, entry in report["categories"].items():
         writer.writerow([name, entry["count"], _number(entry["mean_updates"]), _number(entry["std_updates"])])
-    write_text_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
-def write_tag_csv(path: Path, report: dict) -> None:
+def write_csv(path: Path, report: dict) -> None:
+    write_text_atomic(path, csv_text(report))
+
+
+def tag_csv_text(report: dict) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["table", "tag", "count", "mean_updates", "std_updates", "ci95_low", "ci95_high"])
@@ -339,7 +334,36 @@ def write_tag_csv(path: Path, report: dict) -> None:
         for tag, row in report[key].items():
             writer.writerow([key, tag, row["count"], _number(row["mean_updates"]), _number(row["std_updates"]),
                              _number(row["ci95"][0]), _number(row["ci95"][1])])
-    write_text_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_tag_csv(path: Path, report: dict) -> None:
+    write_text_atomic(path, tag_csv_text(report))
+
+
+def write_outputs(report: dict, json_path=None, csv_path=None, png_path=None, title: str = "") -> list[str]:
+    """The report's --json / --csv / --png files, written as one set (`atomic.writing`): all of them or none (a
+    full disk leaves every previous file as it was). Returns what was written, for the user."""
+    from .analysis.plots import write_tag_figure, write_token_figure
+
+    tags = "upos" in report
+    outputs = [(kind, path) for kind, path in (("JSON", json_path), ("CSV", csv_path), ("figure", png_path))
+               if path is not None]
+    if not outputs:
+        return []
+    with atomic.writing([path for _, path in outputs]) as temporaries:
+        for (kind, _), temporary in zip(outputs, temporaries):
+            if kind == "figure":
+                (write_tag_figure if tags else write_token_figure)(temporary, report, title)
+                continue
+            text = json.dumps(report, indent=2) + "\n" if kind == "JSON" else \
+                (tag_csv_text if tags else csv_text)(report)
+            try:
+                temporary.write_text(text, encoding="utf-8", newline="")
+            except OSError as error:
+                error.filename = error.filename or str(temporary)  # write() names no file
+                raise
+    return [f"{kind} written to {path}" for kind, path in outputs]
 
 
 # ---------------------------------------------------------------------------------------------------- command
@@ -400,8 +424,6 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .analysis.plots import write_tag_figure, write_token_figure
-
     _check_options(args)
     if args.conllu is not None:
         from .analysis.conllu import read_conllu
@@ -424,14 +446,7 @@ def run(args: argparse.Namespace) -> int:
                                args.batch_size, progress=not args.no_progress, categories=args.categories or "ours",
                                cosine=args.cosine, order=args.order)
         print(format_report(report))
-    if args.json is not None:
-        write_text_atomic(Path(args.json), json.dumps(report, indent=2) + "\n")
-        print(f"JSON written to {args.json}")
-    if args.csv is not None:
-        (write_tag_csv if args.conllu is not None else write_csv)(Path(args.csv), report)
-        print(f"CSV written to {args.csv}")
-    if args.png is not None:
-        title = f"ALBERT-ACT updates ({directory.name}, {args.framework})"
-        (write_tag_figure if args.conllu is not None else write_token_figure)(Path(args.png), report, title)
-        print(f"figure written to {args.png}")
+    title = f"ALBERT-ACT updates ({directory.name}, {args.framework})"
+    for line in write_outputs(report, args.json, args.csv, args.png, title):
+        print(line)
     return 0

@@ -24,11 +24,7 @@ Importing this module imports neither torch, tensorflow nor transformers.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-
-from .checkpoints.atomic import default_file_mode
 
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 CONFIG_NAME = "config.json"
@@ -81,6 +77,9 @@ def load_tokenizer(directory_or_id, *, revision: str | None = None, cache_dir=No
                                 f"tokenizer path {directory_or_id} is not a directory")
     if not has_tokenizer(path):
         raise FileNotFoundError(f"no tokenizer in directory {path}: expected {' or '.join(TOKENIZER_FILES)}")
+    from .tokenizer_files import check_tokenizer_files
+
+    check_tokenizer_files(path)  # a damaged file is a ValueError naming it, before transformers reads it
     settings = _read_tokenizer_config(path)
     try:
         if settings.get("tokenizer_class", TOKENIZER_CLASS) in (TOKENIZER_CLASS, TOKENIZER_CLASS + "Fast"):
@@ -129,22 +128,12 @@ def _read_tokenizer_config(directory: Path) -> dict | None:
 
 
 def _write_tokenizer_config(directory: Path, settings: dict) -> None:
-    """Replace tokenizer_config.json atomically (a temporary sibling renamed over it), keeping its file mode."""
-    path = directory / TOKENIZER_CONFIG_NAME
-    if path.is_file():
-        mode = path.stat().st_mode & 0o7777  # the file keeps its permissions
-    else:
-        mode = default_file_mode()
-    handle, temporary = tempfile.mkstemp(prefix=f".{TOKENIZER_CONFIG_NAME}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(settings, stream, indent=2, sort_keys=True, ensure_ascii=False)
-            stream.write("\n")
-        os.chmod(temporary, mode)  # mkstemp made it private
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    """Replace tokenizer_config.json crash-safely (`atomic.write_files`: the old file or the new one, never a part;
+    an existing file keeps its permissions; an OSError names the path)."""
+    from .checkpoints import atomic
+
+    atomic.write_files({directory / TOKENIZER_CONFIG_NAME:
+                        json.dumps(settings, indent=2, sort_keys=True, ensure_ascii=False) + "\n"})
 
 
 def write_model_max_length(directory, max_length: int | None = None) -> bool:

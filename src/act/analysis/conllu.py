@@ -114,10 +114,9 @@ def read_conllu(path: str | Path) -> list[Sentence]:
         raise FileNotFoundError(f"CoNLL-U file {path} does not exist")
     if not path.is_file():
         raise FileNotFoundError(f"{path} is not a file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"CoNLL-U file {path} is not UTF-8: {error}") from error
+    from ..textfiles import read_utf8
+
+    text = read_utf8(path, "CoNLL-U file", encoding="utf-8-sig")  # not UTF-8: a ValueError naming the line
     sentences = parse_conllu(text.splitlines(), str(path))
     if not sentences:
         raise ValueError(f"CoNLL-U file {path} has no sentence (no line with an integer word ID)")

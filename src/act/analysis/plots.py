@@ -1,14 +1,12 @@
-"""The PNG figures of `act stats` (matplotlib with the Agg backend: no display needed). Each writes to a
-temporary file next to the target and renames it into place, so a failed or killed run leaves no half-written
-PNG."""
+"""The PNG figures of `act stats` and `act inspect` (matplotlib with the Agg backend: no display needed). Each is
+written through `act.checkpoints.atomic.writing`: a failed or killed run leaves the previous PNG (or none), never a
+half-written one."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from ..checkpoints.atomic import default_file_mode
+from ..checkpoints import atomic
 
 
 def _pyplot():
@@ -20,17 +18,11 @@ def _pyplot():
     return plt
 
 
-def save_figure(fig, path: Path) -> None:
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.resolve().parent)
-    os.close(handle)
-    try:
+def save_figure(fig, path) -> None:
+    """`fig` as a PNG at `path`, crash-safe (`atomic.writing_file`; inside an enclosing `atomic.writing` of a set
+    of outputs, `path` is that set's temporary file)."""
+    with atomic.writing_file(path) as temporary:
         fig.savefig(temporary, format="png")
-        os.chmod(temporary, default_file_mode())  # mkstemp made it private; the figure gets the usual permissions
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _tag_panel(ax, table: dict, title: str) -> None:
@@ -53,7 +45,7 @@ def _tag_panel(ax, table: dict, title: str) -> None:
 
 
 def _finish(plt, fig, path: Path, title: str) -> None:
-    """Title, layout, written atomically (`save_figure`); the figure is closed whatever happens."""
+    """Title, layout, written crash-safe (`save_figure`); the figure is closed whatever happens."""
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     try:

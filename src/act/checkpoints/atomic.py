@@ -25,8 +25,10 @@ are the only files of DEST it deletes, and `replaces` (given by the caller) says
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -88,14 +90,216 @@ def default_file_mode() -> int:
 
 
 def write_json_atomically(path: Path, value) -> None:
-    """`path` holds the complete JSON or is absent (or its previous version): temporary file, fsync, rename."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(temporary, "w") as handle:
-        json.dump(value, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    _fsync_directory(path.parent)
+    """`path` holds the complete JSON or is absent (or its previous version): `write_files`."""
+    write_files({path: json.dumps(value, indent=2, sort_keys=True)})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Single files, and sets of files written all or none
+# ----------------------------------------------------------------------------------------------------------
+
+TEMPORARY_MARK = ".act-tmp-"  # .<NAME>.act-tmp-<id><suffix>, next to NAME: a file being written
+BACKUP_MARK = ".act-old-"  # .<NAME>.act-old-<id>: the previous NAME while a set of files is put in place
+# Errors that can only mean the writing failed (whatever file the error names)
+WRITE_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EFBIG", "EIO")
+                         if hasattr(errno, name))
+# how Rust (safetensors, tokenizers: `Os { code: 28, ... }`, `(os error 28)`) and Python (`[Errno 28]`) spell an
+# operating-system error inside another error's text
+_OS_CODE = re.compile(r"(?:Os \{ code: |\(os error |\[Errno )(\d+)")
+
+
+class WriteError(OSError):
+    """Writing an output failed (a full disk, a read-only file system, no permission...). The message names the
+    path; the previous file (if any) is as it was and nothing of the attempt is left (`writing`). `paths`: the
+    files of the set being written, `filename`: the one that failed (when known)."""
+
+    def __init__(self, paths, error: BaseException, kept: bool | None = None, failed=None):
+        code = getattr(error, "errno", None)
+        reason = getattr(error, "strerror", None) or (os.strerror(code) if code else None) or str(error)
+        super().__init__(code, reason)
+        self.paths = [Path(path) for path in paths]
+        failed = self.paths[0] if failed is None and len(self.paths) == 1 else failed
+        self.filename = None if failed is None else str(failed)
+        self.reason = reason
+        self.kept = kept
+
+    def __str__(self) -> str:
+        names = ", ".join(str(path) for path in self.paths)
+        if len(self.paths) > 1:
+            where = f"{self.filename} (one of {names})" if self.filename else names
+            after = "" if self.kept is None else "; none of them was changed (written all or none)"
+        else:
+            where = names
+            after = "" if self.kept is None else \
+                "; it is unchanged" if self.kept else "; nothing was written"
+        return f"cannot write {where}: {self.reason}{after}"
+
+
+def os_error(error: BaseException) -> OSError | None:
+    """`error` as an OSError: itself, or a library's error that carries an operating-system error code in its text
+    (safetensors' `SafetensorError: ... Os { code: 28, ... }`, h5py's `[Errno 28]`); None for any other error."""
+    if isinstance(error, OSError):
+        return error
+    match = _OS_CODE.search(str(error))
+    if match is None or type(error).__module__.split(".")[0] in ("builtins", "json"):
+        return None
+    code = int(match.group(1))
+    return OSError(code, os.strerror(code))
+
+
+def is_write_failure(error: BaseException, written=()) -> bool:
+    """Whether `error` (raised while files were being written) means the writing itself failed: a full disk, a
+    read-only file system, or an OSError about one of the files being `written`."""
+    error = os_error(error)
+    if error is None:
+        return False
+    if error.errno in WRITE_ERRNOS:
+        return True
+    names = {str(path) for path in written}
+    return bool(error.filename) and (str(error.filename) in names or any(
+        str(error.filename).startswith(f"{name}{os.sep}") for name in names))
+
+
+def _temporary_name(target: Path) -> Path:
+    suffix = "".join(target.suffixes[-1:])  # the extension stays last: writers that pick a format by it
+    return target.with_name(f".{target.name}{TEMPORARY_MARK}{uuid.uuid4().hex[:12]}{suffix}")
+
+
+def _sync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path | None) -> None:
+    if path is not None and os.path.lexists(path):
+        with contextlib.suppress(OSError):  # the cleaning never hides the error being reported
+            os.unlink(path)
+
+
+def _link_new(temporary: Path, target: Path) -> None:
+    """Put `temporary` at `target` unless something is there (then FileExistsError): never replaces a file that
+    appeared while it was being written."""
+    try:
+        os.link(temporary, target)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "appeared while it was being written; not replacing it",
+                              str(target)) from None
+    except OSError as error:
+        if error.errno in WRITE_ERRNOS:
+            raise
+        if target.exists() or target.is_symlink():  # a file system without hard links: check, then rename
+            raise FileExistsError(errno.EEXIST, "appeared while it was being written; not replacing it",
+                                  str(target)) from None
+        os.replace(temporary, target)
+        return
+    os.unlink(temporary)
+
+
+@contextlib.contextmanager
+def writing(paths, overwrite: bool = True) -> Iterator[list[Path]]:
+    """Write a set of files all or none: yields one temporary path per target (next to it, same file system,
+    same extension); the caller writes each of them (by name: `open`, `savefig`, an exporter...). When the block
+    ends, every temporary file is synced and put in place, so each target holds its complete new version; if the
+    block or the putting in place fails, the targets keep their previous versions (new ones are not created) and
+    no temporary file is left.
+
+    A target that exists keeps its permissions; a new one gets the default mode (`default_file_mode`). A target
+    that is a symbolic link has the file it points to replaced. `overwrite=False`: a target that exists (or
+    appears meanwhile) is a FileExistsError, never replaced. Any OSError of the writing (a full disk, a read-only
+    file system, no permission) is a `WriteError` naming the target(s)."""
+    targets = [Path(os.path.realpath(os.path.abspath(path))) for path in paths]
+    if len(set(targets)) != len(targets):
+        raise ValueError(f"the same file is given twice among {', '.join(str(p) for p in paths)}")
+    existed = [target.exists() for target in targets]
+    for target, there in zip(targets, existed):
+        if there and target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, f"is a directory; not replacing it with a file", str(target))
+        if there and not overwrite:
+            raise FileExistsError(errno.EEXIST, "already exists; not replacing it", str(target))
+    temporaries: list[Path] = []
+    backups: dict[Path, Path] = {}
+    placed: list[Path] = []
+    try:
+        for target in targets:
+            temporary = _temporary_name(target)
+            temporaries.append(temporary)  # before it exists: an error creating it is about this target
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        yield list(temporaries)
+        for target, temporary, there in zip(targets, temporaries, existed):
+            if not temporary.is_file():
+                raise RuntimeError(f"{target}: the writer removed its temporary file {temporary}")
+            _sync_file(temporary)
+            os.chmod(temporary, (target.stat().st_mode & 0o7777) if there and target.exists()
+                     else default_file_mode())
+        if len(targets) > 1:  # the previous versions stay reachable until every new file is in place
+            for target in targets:
+                if target.exists():
+                    backup = target.with_name(f".{target.name}{BACKUP_MARK}{uuid.uuid4().hex[:12]}")
+                    try:
+                        os.link(target, backup)
+                    except FileExistsError:
+                        raise
+                    except OSError as error:  # a file system without hard links: no way back, only forward
+                        if error.errno in WRITE_ERRNOS:
+                            raise
+                        continue
+                    backups[target] = backup
+        for target, temporary in zip(targets, temporaries):
+            if overwrite:
+                os.replace(temporary, target)
+            else:
+                _link_new(temporary, target)
+            placed.append(target)
+        for directory in dict.fromkeys(target.parent for target in targets):
+            _fsync_directory(directory)
+    except BaseException as error:
+        for target in placed:  # a set: the ones already in place go back to their previous versions
+            if target in backups:
+                with contextlib.suppress(OSError):
+                    os.replace(backups.pop(target), target)
+            elif not existed[targets.index(target)] or not overwrite:
+                _unlink_quietly(target)
+        for path in [*temporaries, *backups.values()]:
+            _unlink_quietly(path)
+        failure = os_error(error) if isinstance(error, Exception) else None
+        if isinstance(error, FileExistsError):
+            failure = None  # overwrite=False: the target is there (named by the error), not a failed write
+        if isinstance(error, WriteError) and error.filename not in {str(t) for t in temporaries}:
+            failure = None  # a nested writer's own report (one of ours is renamed to the file the user named)
+        if failure is not None and is_write_failure(failure, [*targets, *temporaries]):
+            names = {str(target): target for target in targets}
+            names.update({str(temporary): target for temporary, target in zip(temporaries, targets)})
+            named = names.get(str(failure.filename)) if failure.filename else None
+            raise WriteError(targets, failure, kept=existed[0] if len(targets) == 1 else True,
+                             failed=named) from error
+        raise
+    for backup in backups.values():
+        _unlink_quietly(backup)
+
+
+@contextlib.contextmanager
+def writing_file(path, overwrite: bool = True) -> Iterator[Path]:
+    """`writing` of one file: yields the temporary path to write; the target is the complete new file or its
+    previous version, never a part."""
+    with writing([path], overwrite=overwrite) as (temporary,):
+        yield temporary
+
+
+def write_files(contents: dict, overwrite: bool = True) -> None:
+    """Write {path: text or bytes} all or none (`writing`); text is written as UTF-8, newlines as given."""
+    paths = list(contents)
+    with writing(paths, overwrite=overwrite) as temporaries:
+        for temporary, data in zip(temporaries, contents.values()):
+            try:
+                with open(temporary, "wb") as stream:
+                    stream.write(data.encode("utf-8") if isinstance(data, str) else bytes(data))
+            except OSError as error:
+                if error.filename is None:  # write() and close() name no file: this one failed
+                    error.filename = str(temporary)
+                raise
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -337,10 +541,14 @@ def _make_staging(dest: Path, kind: str) -> Path:
     inside = kind == "directory" and dest.is_dir()
     staging = dest / f"{STAGING_PREFIX}{token}" if inside else dest.parent / f".{dest.name}{STAGING_PREFIX}{token}"
     staging.mkdir()
-    write_json_atomically(staging / MARKER, {"tool": "act", "dest": dest.name, "pid": os.getpid(),
-                                             "created": time.time(), "kind": kind})
-    (staging / NEW).mkdir()
-    (staging / SCRATCH).mkdir()
+    try:
+        write_json_atomically(staging / MARKER, {"tool": "act", "dest": dest.name, "pid": os.getpid(),
+                                                 "created": time.time(), "kind": kind})
+        (staging / NEW).mkdir()
+        (staging / SCRATCH).mkdir()
+    except BaseException:  # a full disk: nothing of ours stays behind
+        _remove_staging(staging)
+        raise
     return staging
 
 
@@ -395,27 +603,42 @@ def transaction(dest: str | os.PathLike, overwrite: bool, kind: str = "directory
     if kind not in ("directory", "file"):
         raise ValueError(f"kind must be 'directory' or 'file', got {kind!r}")
     dest = Path(os.path.abspath(dest))
-    dest.parent.mkdir(parents=True, exist_ok=True)
     replaces = replaces or (lambda name: False)
-    with locked(dest):
-        recovered = recover(dest)
-        _check_dest(dest, overwrite, kind)
-        staging = _make_staging(dest, kind)
-        committed = False
+    existed = dest.exists()
+    written = [dest, lock_path(dest)]  # an OSError about these (or what is below them) is a failed write
+    try:
         try:
-            current = Transaction(dest, staging, kind)
-            current.recovered = recovered
-            yield current
-            _check_dest(dest, overwrite, kind)  # re-checked: something else may have created DEST meanwhile
-            _pause()
-            _commit(current, replaces, directories)
-            committed = True
-        except InterruptedCommit:
-            raise  # the journal stays: the directory is flagged, the next writer rolls it forward
-        finally:
-            if committed or not (staging / JOURNAL).is_file():
-                _remove_staging(staging)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise WriteError([dest], error, kept=existed) from error
+        with locked(dest):
+            recovered = recover(dest)
+            _check_dest(dest, overwrite, kind)
+            staging = _make_staging(dest, kind)
+            written.append(staging)
+            committed = False
+            try:
+                current = Transaction(dest, staging, kind)
+                current.recovered = recovered
+                yield current
+                _check_dest(dest, overwrite, kind)  # re-checked: something else may have created DEST meanwhile
+                _pause()
+                _commit(current, replaces, directories)
+                committed = True
+            except InterruptedCommit:
+                raise  # the journal stays: the directory is flagged, the next writer rolls it forward
+            finally:
+                if committed or not (staging / JOURNAL).is_file():
+                    _remove_staging(staging)
+    except (FileExistsError, WriteError, InterruptedCommit):
+        raise
+    except Exception as error:  # a full disk, a read-only file system, no permission: named, DEST untouched
+        failure = os_error(error)
+        if failure is not None and is_write_failure(failure, written):
+            raise WriteError([dest], failure, kept=existed) from error
+        raise
 
 
 __all__ = ["DestinationBusy", "InterruptedCommit", "Transaction", "transaction", "recover", "pending_commit",
-           "locked", "DELAY_ENV", "default_file_mode"]
+           "locked", "DELAY_ENV", "default_file_mode", "WriteError", "writing", "writing_file", "write_files",
+           "os_error", "is_write_failure"]

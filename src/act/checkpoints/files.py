@@ -254,12 +254,33 @@ def config_path(checkpoint: Checkpoint) -> Path:
     raise CheckpointError(f"{checkpoint.path}: no {' or '.join(names)} next to the checkpoint; pass --config FILE")
 
 
+# model_type values of configs this package reads: its own, and those of the configs ALBERT-ACT grew from (the
+# research code's transformers 4 configs; the original TF1 albert_config.json has no model_type at all)
+MODEL_TYPES = ("albert_act", "albert")
+
+
+def check_model_type(raw: Mapping, origin) -> None:
+    """A config whose `model_type` names another model (bert, gpt2...) is a CheckpointError saying what `origin`
+    holds: loading it as ALBERT-ACT would fail later with a confusing error, or load silently wrong."""
+    model_type = raw.get("model_type")
+    if model_type is None or model_type in MODEL_TYPES:
+        return
+    architectures = raw.get("architectures")
+    what = f", architectures {', '.join(map(str, architectures))}" if isinstance(architectures, list) and \
+        architectures else ""
+    raise CheckpointError(f"{origin}: holds a {model_type!r} model (model_type {model_type!r}{what}), not an "
+                          f"ALBERT-ACT one (model_type \"albert_act\"): this package loads only ALBERT-ACT "
+                          f"checkpoints (use transformers' own classes for that model)")
+
+
 def read_config(directory: str | os.PathLike) -> dict:
-    """The raw `config.json` of a model directory."""
+    """The raw `config.json` of a model directory (a config of another model_type is refused)."""
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file (a model directory needs {CONFIG_NAME})")
-    return read_json(path)
+    raw = read_json(path)
+    check_model_type(raw, path)
+    return raw
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from pathlib import Path
 
 import tensorflow as tf
@@ -117,17 +116,9 @@ def export_tflite(model: TFAlbertActBase, filepath: str | os.PathLike, batch_siz
     """
     data = convert(model, batch_size, sequence_length, num_choices)
     path = Path(filepath)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        with open(temporary, "xb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    from ..checkpoints import atomic
+
+    atomic.write_files({path: data})  # crash-safe: a full disk or a kill leaves the previous file
     return path
 
 

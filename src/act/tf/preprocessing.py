@@ -211,6 +211,9 @@ class TFAlbertActPreprocessor(keras.layers.Layer):
         if not spiece.is_file():
             raise FileNotFoundError(f"{directory}: no spiece.model (TFAlbertActPreprocessor needs the SentencePiece "
                                     "model; a directory with only tokenizer.json is not supported)")
+        from ..tokenizer_files import check_tokenizer_files
+
+        check_tokenizer_files(directory)  # a damaged file is a ValueError naming it, before it is parsed
         proto = spiece.read_bytes()
         settings = _settings_from_files(directory, proto)
         settings.update(kwargs)

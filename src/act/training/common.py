@@ -28,11 +28,10 @@ def check_output_dir(out: Path, sources: tuple = ()) -> None:
 
 
 def write_marker(out: Path, command: str, settings: dict) -> None:
+    from act.checkpoints.atomic import write_files
+
     out.mkdir(parents=True, exist_ok=True)
-    temporary = out / f".{MARKER}.tmp"
-    temporary.write_text(json.dumps({"command": command, **settings}, indent=2, default=str) + "\n",
-                         encoding="utf-8")
-    os.replace(temporary, out / MARKER)
+    write_files({out / MARKER: json.dumps({"command": command, **settings}, indent=2, default=str) + "\n"})
 
 
 def save_final(trainer, tokenizer, out: Path, spiece_source: Path | None) -> None:
@@ -42,13 +41,20 @@ def save_final(trainer, tokenizer, out: Path, spiece_source: Path | None) -> Non
     if trainer.args.should_save:
         if scratch.exists():
             shutil.rmtree(scratch)
-    trainer.save_model(str(scratch))  # every rank must call it (FSDP/DeepSpeed gather), only the main one writes
-    if trainer.args.should_save:
-        if spiece_source is not None and not (scratch / "spiece.model").exists() and spiece_source.is_file():
+    try:
+        trainer.save_model(str(scratch))  # every rank must call it (FSDP/DeepSpeed gather), only the main one writes
+        if trainer.args.should_save and spiece_source is not None and not (scratch / "spiece.model").exists() \
+                and spiece_source.is_file():
             shutil.copyfile(spiece_source, scratch / "spiece.model")
-        from act.tokenization import write_token_type_ids
+        if trainer.args.should_save:
+            from act.tokenization import write_token_type_ids
 
-        write_token_type_ids(scratch)  # plain AutoTokenizer.from_pretrained(OUT) gives segment ids for pairs
+            write_token_type_ids(scratch)  # plain AutoTokenizer.from_pretrained(OUT) gives segment ids for pairs
+    except BaseException:  # a full disk: the half-written scratch directory goes, OUT keeps what it had
+        if trainer.args.should_save:
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    if trainer.args.should_save:
         for item in scratch.iterdir():
             if item.is_file():
                 os.replace(item, out / item.name)

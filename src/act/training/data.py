@@ -113,8 +113,15 @@ def tokenize_corpus(paths, tokenizer, cache_dir: Path, num_proc: int | None = No
     final = cache_dir / f"tokens-{fingerprint}"
     if (final / "dataset_info.json").exists():
         return datasets.load_from_disk(str(final)), fingerprint
-    lines = datasets.load_dataset("text", data_files={"train": [str(p) for p in paths]},
-                                  cache_dir=str(cache_dir / "text"), split="train")
+    try:
+        lines = datasets.load_dataset("text", data_files={"train": [str(p) for p in paths]},
+                                      cache_dir=str(cache_dir / "text"), split="train")
+    except Exception:  # datasets' error names no line: a file that is not UTF-8 is said so, with file and line
+        from act.textfiles import check_utf8
+
+        for path in paths:
+            check_utf8(path, "corpus file")
+        raise
     if len(lines) == 0:
         raise ValueError(f"corpus {', '.join(map(str, paths))} is empty")
 
@@ -136,7 +143,11 @@ def save_atomically(dataset, final: Path) -> None:
     temporary = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     if temporary.exists():
         shutil.rmtree(temporary)
-    dataset.save_to_disk(str(temporary))
+    try:
+        dataset.save_to_disk(str(temporary))
+    except BaseException:  # a full disk: no half-written directory stays behind
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
     try:
         os.replace(temporary, final)
     except OSError:  # another process finished first (a non-empty `final` exists): keep theirs

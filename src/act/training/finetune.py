@@ -34,10 +34,11 @@ import argparse
 import csv
 import dataclasses
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from act.checkpoints.atomic import write_files
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json"}
 
@@ -95,11 +96,17 @@ def read_table(path: str):
     kind = FORMATS.get(file.suffix.lower())
     if kind is None:
         raise ValueError(f"{path}: unknown format {file.suffix!r}; expected one of {', '.join(FORMATS)}")
-    if kind == "tsv":
-        table = datasets.load_dataset("csv", data_files=str(file), delimiter="\t", quoting=csv.QUOTE_NONE,
-                                      split="train")
-    else:
-        table = datasets.load_dataset(kind, data_files=str(file), split="train")
+    try:
+        if kind == "tsv":
+            table = datasets.load_dataset("csv", data_files=str(file), delimiter="\t", quoting=csv.QUOTE_NONE,
+                                          split="train")
+        else:
+            table = datasets.load_dataset(kind, data_files=str(file), split="train")
+    except Exception:  # datasets' error names no line: a file that is not UTF-8 is said so, with file and line
+        from act.textfiles import check_utf8
+
+        check_utf8(file, "data file")
+        raise
     if len(table) == 0:
         raise ValueError(f"data file {path} has no rows")
     return table
@@ -393,7 +400,7 @@ def run_grid(out: Path, options, training, task, labels, tokenizer, train_set, d
                 if run_args.should_save:
                     run_dir = Path(run_args.output_dir)
                     run_dir.mkdir(parents=True, exist_ok=True)
-                    (run_dir / "eval_results.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
+                    write_files({run_dir / "eval_results.json": json.dumps(history, indent=2) + "\n"})
                 print(f"grid {name}: {key} {best:.4f} (per epoch: {', '.join(f'{s:.4f}' for s in scores)})",
                       flush=True)
                 del trainer, model
@@ -407,9 +414,7 @@ def run_grid(out: Path, options, training, task, labels, tokenizer, train_set, d
     summary = {"metric": key, "greater_is_better": sign > 0, "chosen": chosen, "settings": settings, "runs": runs,
                "seeds": options.grid_seeds, "epochs": training.num_train_epochs}
     if training.should_save:
-        temporary = out / ".grid_results.json.tmp"
-        temporary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, out / "grid_results.json")
+        write_files({out / "grid_results.json": json.dumps(summary, indent=2) + "\n"})  # crash-safe
         print(f"{'learning rate':>13} {'batch':>5} {'mean ' + metric:>16} {'std':>7}")
         for s in settings:
             mark = "  <- chosen" if s is chosen else ""
