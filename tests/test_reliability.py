@@ -342,7 +342,7 @@ def test_truncated_tokenizer_json_and_invalid_config_are_named(tokenizer_dir, ca
 
 
 def test_training_loader_names_the_damaged_file(tokenizer_dir):
-    from act.training.common import load_tokenizer
+    from act.tokenization import load_tokenizer  # the one loader of act pretrain / finetune / inspect / stats
 
     (tokenizer_dir / "tokenizer_config.json").write_text("")
     with pytest.raises(ValueError, match="tokenizer_config.json: is empty"):
