@@ -239,8 +239,9 @@ def test_dropout_is_active_and_valid():
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(monkeypatch):
-    """`activation_checkpointing_enable()` (formerly gradient_checkpointing_enable): each iteration recomputed in the backward pass (the FFN runs twice per
-    iteration), the same gradients; with dropout the recomputation redraws the same masks."""
+    """`activation_checkpointing_enable()` (transformers' new name of gradient_checkpointing_enable): each iteration
+    recomputed in the backward pass (the FFN runs twice per iteration), the same gradients; with dropout the
+    recomputation redraws the same masks."""
     for dropout in (0.0, 0.2):
         config, model, state = build("mixed", seed=6, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
         ids, mask, types = cases.make_inputs(seed=8, batch=4, length=14, padding="ragged")

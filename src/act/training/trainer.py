@@ -32,7 +32,8 @@ from .lamb import Lamb
 HALTING_UNIT = "encoder.albert_layer.act."  # the halting unit's parameters (act.dense)
 HALTING_FIELDS = ("updates", "remainders", "ponder_cost", "hidden_states", "attentions")
 # the scalar statistics accumulated besides the halting ones: name -> index
-SCALARS = ("batches", "tokens", "ponder_cost", "mlm_correct", "mlm_total", "mlm_loss", "sop_correct", "sop_total", "sop_loss")
+SCALARS = ("batches", "tokens", "ponder_cost", "mlm_correct", "mlm_total", "mlm_loss", "sop_correct", "sop_total",
+           "sop_loss")
 
 
 class StepStatistics:
