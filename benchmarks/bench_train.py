@@ -77,6 +77,9 @@ def parse_args(argv=None):
                         help="float32, or the step under autocast in that dtype")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads on CPU")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (each runs every variant once)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: elapsed time; cpu: the process's CPU time (all threads), which other jobs on a "
+                             "shared machine barely change: use it with --threads 1")
     add_shape_arguments(parser)
     parser.add_argument("--lr", type=float, default=1e-7, help="AdamW learning rate (tiny: keeps the depths)")
     parser.add_argument("--dropout", type=float, default=0.0, help="hidden and attention dropout of the ACT model")
@@ -164,7 +167,7 @@ def torch_runners(args, names, depth):
 
     def runner(model, call=None):
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
-        call = call or model
+        call = model if call is None else call
 
         def run():
             optimizer.zero_grad(set_to_none=False)
@@ -293,11 +296,12 @@ def main(argv=None):
         print(f"warm-up {name}: {time.perf_counter() - start:.1f}s{text}", flush=True)
     times, last = {name: [] for name in run}, {}
     order = list(run)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     for round_ in range(args.rounds):
         for name in order[round_ % len(order):] + order[:round_ % len(order)]:  # rotated: fair under load
-            start = time.perf_counter()
+            start = clock()
             last[name] = run[name]()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     memory = {}
@@ -310,7 +314,8 @@ def main(argv=None):
                 print(f"memory {name}: {error}")
 
     median = {name: statistics.median(values) for name, values in times.items()}
-    print(f"\n{args.rounds} timed rounds, medians of wall-clock seconds per training step "
+    print(f"\n{args.rounds} timed rounds, medians of {'CPU' if args.clock == 'cpu' else 'wall-clock'} seconds per "
+          f"training step "
           f"(load1 before/after: {load:.1f}/{load_after:.1f})")
     header = (f"{'variant':24s} {'depth':>9s} {'step s':>8s} {'min s':>8s} {'tokens/s':>9s} {'vs dense':>9s} "
               f"{'peak MiB':>9s} {'vs dense':>9s}")
