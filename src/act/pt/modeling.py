@@ -11,7 +11,6 @@ each token deciding with Adaptive Computation Time (Graves, 2016) when to stop b
 # No `from __future__ import annotations`: transformers reads the heads' `**kwargs: Unpack[AlbertActKwargs]` at
 # run time (which keywords a model takes, e.g. output_attentions in its common tests).
 from collections.abc import Callable
-from functools import partial
 from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 import torch
@@ -166,8 +165,13 @@ class AlbertActLayer(GradientCheckpointingLayer):
         output = self.full_layer_layer_norm(attention_output + self.dropout(ffn_output))
         return output, self.act(output)
 
-    def forward(self, hidden_states, attention_mask=None, output_attentions=False):
-        """Returns the layer output, the halting probabilities (batch, seq) and the attention map (or None)."""
+    def forward(self, hidden_states, attention_mask=None, output_attentions=False, keys=None, values=None,
+                packing=None):
+        """Returns the layer output, the halting probabilities (batch, seq) and the attention map (or None). With
+        `keys`/`values`/`packing` (`forward_fast_train`: through the module call, so that its hooks run and
+        activation checkpointing wraps it), `forward_running` on the running tokens `hidden_states` (n, hidden)."""
+        if keys is not None:
+            return *self.forward_running(hidden_states, keys, values, attention_mask, packing), None
         attention_output, weights = self.attention(hidden_states, attention_mask, output_attentions)
         output, probability = self.feed_forward(hidden_states, attention_output)
         return output, probability, weights
@@ -203,7 +207,7 @@ class AlbertActEncoder(nn.Module):
     - its training twin (`forward_fast_train`), the default whenever gradients are enabled or dropout is active:
       the same skipping with autograd. The key/value cache and the final states are rebuilt out of place, so the
       keys/values a halted token is attended to through carry their gradient back to its frozen state; dropout
-      draws masks for the running tokens only; `gradient_checkpointing_enable()` recomputes each iteration.
+      draws masks for the running tokens only; `activation_checkpointing_enable()` recomputes each iteration.
       Forward and backward cost, and the activations kept, follow the sum of `updates` (plus one key/value cache
       of the batch per iteration).
 
@@ -383,8 +387,8 @@ class AlbertActEncoder(nn.Module):
         Nothing autograd keeps is written in place: each iteration's key/value cache is a new tensor (the previous
         one with the re-projected rows of the tokens updated last, `index_copy`), whose rows carry the gradient of
         the attention back to the state they were projected from; the final states, remainders and counts of the
-        tokens are gathered as they halt and put in place once at the end. With `gradient_checkpointing_enable()`,
-        each iteration (layer on the running tokens, halting step, update) is recomputed in the backward pass.
+        tokens are gathered as they halt and put in place once at the end. The layer is called as a module (its
+        hooks run); with `activation_checkpointing_enable()` each iteration's layer is recomputed in the backward.
         """
         additive_mask = self.additive_mask(hidden, attention_mask)
         cap = self.config.num_hidden_layers if cap is None else cap
@@ -394,12 +398,6 @@ class AlbertActEncoder(nn.Module):
         batch, length, width = hidden.shape
         flat = hidden.reshape(batch * length, width)
         project = key_value_projection(layer.attention)
-        checkpoint = layer._gradient_checkpointing_func if layer.gradient_checkpointing and layer.training else None
-
-        def iteration(packing, states, keys, values, *packed_state):  # one iteration on the running tokens
-            output, probability = layer.forward_running(states, keys, values, additive_mask, packing)
-            *packed_state, weight = halting.step(OPS, *packed_state, probability, threshold)
-            return halting.update(OPS, states, output, weight), *packed_state
 
         running = halting.running(state[0])
         counts = running.sum(1)
@@ -421,10 +419,10 @@ class AlbertActEncoder(nn.Module):
             keys, values = (part.view(batch, length, width) for part in cache.split(width, dim=1))
             if packing is None:
                 packing = self.pack_running(row, counts, active_rows, query_length)
-            if checkpoint is None:
-                states, *packed_state = iteration(packing, states, keys, values, *packed_state)
-            else:
-                states, *packed_state = checkpoint(partial(iteration, packing), states, keys, values, *packed_state)
+            # the module call: activation checkpointing (GradientCheckpointingLayer) recomputes it in the backward
+            output, probability, _ = layer(states, additive_mask, False, keys, values, packing)
+            *packed_state, weight = halting.step(OPS, *packed_state, probability, threshold)
+            states = halting.update(OPS, states, output, weight)
             stale, stale_states = index, states
             keep = halting.running(packed_state[0])
             counts = counts.new_zeros(batch).index_add(0, row, keep.to(counts.dtype))
