@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Peak memory and time of one ALBERT-ACT training step (forward + backward), with and without activation
-checkpointing of each iteration of the dense loop.
+checkpointing of each iteration of the dense loop (``--loop fast``: of the fast training loop, the models' default).
 
 A benchmark, not a test. The dense training loop keeps the activations of every iteration for the backward pass;
 with `model.activation_checkpointing_enable()` it keeps only each iteration's input and recomputes the layer during
@@ -49,6 +49,9 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads on CPU")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (each runs both variants once)")
     add_shape_arguments(parser)
+    parser.add_argument("--loop", choices=("dense", "fast"), default="dense",
+                        help="the ACT loop trained: dense (act_fast_path=False, what the README's table shows) or "
+                             "the fast training loop, the default of the models (benchmarks/bench_train.py)")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--seed", type=int, default=0)
@@ -71,7 +74,8 @@ def build(args):
                              num_attention_heads=spec["num_attention_heads"],
                              intermediate_size=spec["intermediate_size"], embedding_size=spec["embedding_size"],
                              num_hidden_layers=spec["num_hidden_layers"], max_position_embeddings=512,
-                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                             act_fast_path=args.loop == "fast")
     torch.manual_seed(args.seed)
     model = AlbertActModel(config)
     with torch.no_grad():  # the halting distribution of bench_act.py
@@ -136,7 +140,8 @@ def memory_worker(args):
 
 
 def measure_memory(args, variant):
-    command = [sys.executable, os.path.abspath(__file__), "--memory-worker", variant, "--size", args.size,
+    command = [sys.executable, os.path.abspath(__file__), "--memory-worker", variant, "--loop", args.loop,
+               "--size", args.size,
                "--device", args.device, "--threads", str(args.threads), "--seed", str(args.seed)]
     for key in ("batch", "seq", "cap", "bias", "gain"):
         if getattr(args, key) is not None:

@@ -457,8 +457,9 @@ def test_pretrain_end_to_end(tmp_path):
     logs = [entry for entry in state["log_history"] if "loss" in entry]
     assert len(logs) == 2
     for key in ("mlm_accuracy", "sop_accuracy", "ponder_cost", "updates_all", "updates_mask", "updates_cls",
-                "updates_unmasked"):
+                "updates_unmasked", "step_time", "tokens_per_second"):
         assert key in logs[0], key
+    assert logs[0]["step_time"] > 0 and logs[0]["tokens_per_second"] > 0
     assert 0.0 <= logs[0]["sop_accuracy"] <= 1.0 and logs[0]["ponder_cost"] > 0
     evaluation = json.loads((out / "eval_results.json").read_text())
     for key in ("eval_loss", "eval_mlm_accuracy", "eval_sop_accuracy", "eval_updates_mask", "eval_updates_random",
@@ -729,6 +730,38 @@ def test_gradient_accumulation_averages(tmp_path, model_dir, tokenizer):
     assert float(moved.abs().max()) > 1e-4  # the step did something
     for name in weights[0]:
         torch.testing.assert_close(weights[1][name], weights[0][name], rtol=0, atol=2e-6, msg=name)
+
+
+def test_step_time_and_tokens_per_second_are_logged(tmp_path, model_dir, tokenizer, monkeypatch):
+    """`ActTrainer` logs, with each loss, the seconds per optimizer step and the real tokens (attention mask) of its
+    accumulated batches per second: a clock that advances 1.5 s per reading makes every step last 1.5 s."""
+    import types
+
+    from transformers import DataCollatorWithPadding, TrainingArguments
+
+    import act.training.callbacks as callbacks
+    from act import AlbertActForSequenceClassification
+    from act.training.trainer import ActTrainer
+
+    rows = labelled_rows(12)
+    encoded = tokenizer([r["text"] for r in rows], truncation=True, max_length=16)
+    data = [{"input_ids": i, "attention_mask": m, "labels": int(r["label"] == "he")}
+            for i, m, r in zip(encoded["input_ids"], encoded["attention_mask"], rows)]
+    readings = iter(range(1000))
+    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(perf_counter=lambda: 1.5 * next(readings)))
+    model = AlbertActForSequenceClassification.from_pretrained(str(model_dir), num_labels=2)
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=2,
+                             gradient_accumulation_steps=2, max_steps=3, logging_steps=1, report_to=[],
+                             use_cpu=True, save_strategy="no", disable_tqdm=True, train_sampling_strategy="sequential")
+    trainer = ActTrainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tokenizer),
+                         processing_class=tokenizer)
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logs) == 3
+    for step, entry in enumerate(logs):  # step k used the rows 4k .. 4k + 3 (sequential, 2 x 2 per step)
+        tokens = sum(len(row["input_ids"]) for row in data[4 * step:4 * step + 4])
+        assert entry["step_time"] == 1.5
+        assert entry["tokens_per_second"] == pytest.approx(tokens / 1.5, abs=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------------- the CLI

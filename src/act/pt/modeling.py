@@ -26,7 +26,7 @@ from ..inputs import mark_outputs
 from ..checkpoints.names import TIED
 from .base import AlbertActBase, AlbertActKwargs
 from .ops import (FFN_CHUNK_TOKENS, OPS, eager_attention_forward, graph_loop, is_exporting, key_value_projection,
-                  nonzero, sizes, use_graph_loop)
+                  nonzero, sizes, trains, use_graph_loop)
 from .outputs import (
     EXAMPLE_FIELDS,
     AlbertActEncoderOutput,
@@ -165,8 +165,13 @@ class AlbertActLayer(GradientCheckpointingLayer):
         output = self.full_layer_layer_norm(attention_output + self.dropout(ffn_output))
         return output, self.act(output)
 
-    def forward(self, hidden_states, attention_mask=None, output_attentions=False):
-        """Returns the layer output, the halting probabilities (batch, seq) and the attention map (or None)."""
+    def forward(self, hidden_states, attention_mask=None, output_attentions=False, keys=None, values=None,
+                packing=None):
+        """Returns the layer output, the halting probabilities (batch, seq) and the attention map (or None). With
+        `keys`/`values`/`packing` (`forward_fast_train`: through the module call, so that its hooks run and
+        activation checkpointing wraps it), `forward_running` on the running tokens `hidden_states` (n, hidden)."""
+        if keys is not None:
+            return *self.forward_running(hidden_states, keys, values, attention_mask, packing), None
         attention_output, weights = self.attention(hidden_states, attention_mask, output_attentions)
         output, probability = self.feed_forward(hidden_states, attention_output)
         return output, probability, weights
@@ -187,17 +192,24 @@ class AlbertActLayer(GradientCheckpointingLayer):
 class AlbertActEncoder(nn.Module):
     """Projects the embeddings to `hidden_size`, then runs the ACT loop over the shared `albert_layer`.
 
-    Two implementations of the same loop (ACT_SEMANTICS.md), with the halting bookkeeping of `act.halting`:
+    Three implementations of the same loop (ACT_SEMANTICS.md), with the halting bookkeeping of `act.halting`:
 
     - the dense loop (`forward_dense`) applies the layer to every token at every iteration and masks the update.
-      Used for training: whenever gradients are enabled, or dropout is active (training mode with a dropout
-      probability > 0), for `output_attentions=True` (the maps of halted tokens are part of that output), and
-      whenever `fast_path=False` is passed or `config.act_fast_path = False` is set.
+      Used for `output_attentions=True` (the maps of halted tokens are part of that output), for
+      `output_hidden_states=True` with gradients, under torch.export / ONNX / TorchScript tracing, for a training
+      step under torch.compile (`use_fast_path`), and whenever `fast_path=False` is passed or
+      `config.act_fast_path = False` is set.
     - the fast loop (`forward_fast`), the default for inference (`torch.no_grad()` / `torch.inference_mode()`):
       a halted token's state is frozen and the layer's weights are shared, so its key and value never change;
       they are computed once and cached. Each iteration computes queries, attention, FFN and halting unit only
       for the still-running tokens (gathered across the batch), which attend to every token of their row.
       Halted tokens cost nothing, so the cost follows the sum of `updates` instead of (iterations x tokens).
+    - its training twin (`forward_fast_train`), the default whenever gradients are enabled or dropout is active:
+      the same skipping with autograd. The key/value cache and the final states are rebuilt out of place, so the
+      keys/values a halted token is attended to through carry their gradient back to its frozen state; dropout
+      draws masks for the running tokens only; `activation_checkpointing_enable()` recomputes each iteration.
+      Forward and backward cost, and the activations kept, follow the sum of `updates` (plus one key/value cache
+      of the batch per iteration).
 
     Both return `num_hidden_layers + 1` hidden states and `num_hidden_layers` attention maps when asked for:
     entries after the loop ended repeat the final state (halted tokens no longer change) and are all-zero maps.
@@ -210,25 +222,29 @@ class AlbertActEncoder(nn.Module):
         self.albert_layer = AlbertActLayer(config)
 
     def use_fast_path(self, output_attentions=False, fast_path=None) -> bool:
-        """Whether `forward` takes the fast loop (see the class docstring)."""
+        """Whether `forward` takes a fast loop, `forward_fast` or (gradients enabled, or active dropout)
+        `forward_fast_train` (see the class docstring). Never while exporting or tracing, nor for a training step
+        under torch.compile (its per-iteration sizes are data-dependent: benchmarks/bench_train.py)."""
         if fast_path is None:
             fast_path = self.config.act_fast_path
-        dropout = self.config.hidden_dropout_prob or self.config.attention_probs_dropout_prob
-        return bool(fast_path) and not output_attentions and not torch.is_grad_enabled() \
-            and not (self.training and dropout) and not is_exporting()
+        return bool(fast_path) and not output_attentions and not is_exporting() \
+            and not (torch.compiler.is_compiling() and trains(self))
 
     def forward(self, embeddings, attention_mask, output_hidden_states=False, output_attentions=False,
                 fast_path=None, threshold=None, cap=None):
         """`attention_mask`: (batch, seq), 1 for tokens, 0 for padding. Returns `AlbertActEncoderOutput`.
 
-        `fast_path`: None follows `config.act_fast_path` (default True); False forces the dense loop. The fast loop
-        is only taken where it applies (no gradients, no active dropout, no `output_attentions`). `threshold`,
-        `cap`: the halting threshold and iteration cap of this call (`AlbertActConfig.halting_limits`); None: the
-        config's.
+        `fast_path`: None follows `config.act_fast_path` (default True); False forces the dense loop. The fast loops
+        are only taken where they apply (`use_fast_path`; with gradients, not for `output_hidden_states`).
+        `threshold`, `cap`: the halting threshold and iteration cap of this call (`AlbertActConfig.halting_limits`);
+        None: the config's.
         """
         hidden = self.embedding_hidden_mapping_in(embeddings)
         if self.use_fast_path(output_attentions, fast_path):
-            return self.forward_fast(hidden, attention_mask, output_hidden_states, threshold, cap)
+            if not trains(self):
+                return self.forward_fast(hidden, attention_mask, output_hidden_states, threshold, cap)
+            if not output_hidden_states:
+                return self.forward_fast_train(hidden, attention_mask, threshold, cap)
         return self.forward_dense(hidden, attention_mask, output_hidden_states, output_attentions, threshold, cap)
 
     def additive_mask(self, hidden, attention_mask):
@@ -360,6 +376,74 @@ class AlbertActEncoder(nn.Module):
             all_hidden = all_hidden + (all_hidden[-1],) * (cap + 1 - len(all_hidden))
         return AlbertActEncoderOutput(last_hidden_state=flat.view(batch, length, width), updates=state[2],
                                       remainders=state[1], hidden_states=all_hidden, attentions=None)
+
+
+    def forward_fast_train(self, hidden, attention_mask, threshold=None, cap=None):
+        """The fast ACT loop with autograd (training): only the running tokens go through the layer (its dropout
+        included), halted ones are attended to through the keys/values of their frozen state. The same halting
+        steps and updates as `forward_dense`, so the same results and gradients (up to float rounding) when dropout
+        is off; `threshold`/`cap` default to the config's.
+
+        Nothing autograd keeps is written in place: each iteration's key/value cache is a new tensor (the previous
+        one with the re-projected rows of the tokens updated last, `index_copy`), whose rows carry the gradient of
+        the attention back to the state they were projected from; the final states, remainders and counts of the
+        tokens are gathered as they halt and put in place once at the end. The layer is called as a module (its
+        hooks run); with `activation_checkpointing_enable()` each iteration's layer is recomputed in the backward.
+        """
+        additive_mask = self.additive_mask(hidden, attention_mask)
+        cap = self.config.num_hidden_layers if cap is None else cap
+        threshold = self.config.halting_threshold if threshold is None else threshold
+        state = halting.initial_state(OPS, attention_mask, halting.state_dtype(OPS, hidden.dtype))
+        layer = self.albert_layer
+        batch, length, width = hidden.shape
+        flat = hidden.reshape(batch * length, width)
+        project = key_value_projection(layer.attention)
+
+        running = halting.running(state[0])
+        counts = running.sum(1)
+        size, go, active_rows, query_length = sizes(running.reshape(-1), state[0] < threshold, counts)
+        index = nonzero(running.reshape(-1), size)  # row-major, stays sorted
+        row = torch.div(index, length, rounding_mode="floor")
+        states = flat if size == batch * length else flat.index_select(0, index)
+        packed_state = [value.reshape(-1).index_select(0, index) for value in state]  # (hp, R, N) of `index`
+        stale, stale_states = index, states  # whose keys/values are to be (re-)projected
+        cache, packing, finished = None, None, []  # finished: (index, state, R, N) of the tokens as they halt
+
+        for _ in range(cap if go else 0):
+            fresh = project(stale_states)
+            if stale.shape[0] == batch * length:  # every token: the cache is the projection
+                cache = fresh
+            else:
+                cache = (fresh.new_zeros(batch * length, 2 * width) if cache is None else cache).index_copy(
+                    0, stale, fresh)
+            keys, values = (part.view(batch, length, width) for part in cache.split(width, dim=1))
+            if packing is None:
+                packing = self.pack_running(row, counts, active_rows, query_length)
+            # the module call: activation checkpointing (GradientCheckpointingLayer) recomputes it in the backward
+            output, probability, _ = layer(states, additive_mask, False, keys, values, packing)
+            *packed_state, weight = halting.step(OPS, *packed_state, probability, threshold)
+            states = halting.update(OPS, states, output, weight)
+            stale, stale_states = index, states
+            keep = halting.running(packed_state[0])
+            counts = counts.new_zeros(batch).index_add(0, row, keep.to(counts.dtype))
+            size, go, active_rows, query_length = sizes(keep, packed_state[0] < threshold, counts)
+            if not go:
+                break
+            if size < index.shape[0]:  # some tokens halted: keep their final state aside, drop them
+                halted = nonzero(~keep, index.shape[0] - size)
+                finished.append([value.index_select(0, halted) for value in (index, states, *packed_state[1:])])
+                keep = nonzero(keep, size)
+                index, row, states = (value.index_select(0, keep) for value in (index, row, states))
+                packed_state = [value.index_select(0, keep) for value in packed_state]
+                packing = None
+
+        finished.append([index, states, *packed_state[1:]])  # the tokens still running when the loop ended
+        index, states, remainders, updates = (torch.cat(parts) for parts in zip(*finished))
+        final = flat.to(states.dtype).index_copy(0, index, states)
+        remainders, updates = (full.reshape(-1).index_copy(0, index, value).view(batch, length)
+                               for full, value in zip(state[1:], (remainders, updates)))
+        return AlbertActEncoderOutput(last_hidden_state=final.view(batch, length, width), updates=updates,
+                                      remainders=remainders, hidden_states=None, attentions=None)
 
 
 class AlbertActPreTrainedModel(AlbertActBase):

@@ -15,6 +15,13 @@ def is_exporting() -> bool:
     return torch.compiler.is_exporting() or torch.jit.is_tracing()
 
 
+def trains(encoder) -> bool:
+    """Whether `encoder`'s ACT loop needs autograd or dropout: gradients enabled, or training mode with a dropout
+    probability > 0 (then `AlbertActEncoder.forward` takes `forward_fast_train` instead of `forward_fast`)."""
+    dropout = encoder.config.hidden_dropout_prob or encoder.config.attention_probs_dropout_prob
+    return torch.is_grad_enabled() or bool(encoder.training and dropout)
+
+
 def use_graph_loop(output_hidden_states: bool, output_attentions: bool, dropout: bool = False) -> bool:
     """Whether `forward_dense` runs its loop as `graph_loop`: while exporting, and under torch.compile for inference
     (no gradients: `while_loop` has no backward, so a compiled training step keeps the Python loop, whose exit test
@@ -157,4 +164,4 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
 
 
 __all__ = ["OPS", "FFN_CHUNK_TOKENS", "eager_attention_forward", "graph_loop", "is_exporting", "key_value_projection",
-           "nonzero", "sizes", "use_graph_loop"]
+           "nonzero", "sizes", "trains", "use_graph_loop"]

@@ -1,4 +1,4 @@
-"""Training ALBERT-ACT: `act pretrain`, `act finetune` and the halting-statistics callbacks.
+"""Training ALBERT-ACT: `act pretrain`, `act finetune`, the halting-statistics callbacks and the step timer.
 
 Imported lazily: `HaltingStatsCallback` (transformers Trainer; imports torch and transformers) and
 `KerasHaltingStatsCallback` (Keras `fit`; imports Keras/TensorFlow) load their framework on first access.
@@ -10,6 +10,7 @@ import importlib
 
 _LAZY = {
     "HaltingStatsCallback": ".callbacks",
+    "StepTimeCallback": ".callbacks",
     "KerasHaltingStatsCallback": ".keras_callbacks",
     "ActTrainer": ".trainer",
     "Lamb": ".lamb",

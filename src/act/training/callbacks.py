@@ -13,6 +13,7 @@ Under torch.distributed the counts of every rank are summed, so each rank report
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import torch
@@ -140,3 +141,38 @@ class HaltingStatsCallback(TrainerCallback):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+class StepTimeCallback(TrainerCallback):
+    """The wall time of each optimizer step, from `on_step_begin` to `on_step_end`: the forward and backward passes of
+    its (accumulated) batches, gradient clipping and the optimizer step; fetching the batches is not included. On a
+    GPU the device is synchronised at both ends, so the time is that of the work, not of its launch.
+
+    `take()` returns (steps, seconds) since the previous call. `ActTrainer` installs one and logs, with every
+    training loss, `step_time` (seconds per optimizer step) and `tokens_per_second` (the real tokens, attention mask
+    1, of every rank's batches over that time) of the steps since the previous log.
+    """
+
+    def __init__(self):
+        self.steps, self.seconds, self.start = 0, 0.0, None
+
+    @staticmethod
+    def synchronize(device) -> None:
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.synchronize(args.device)
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.start is None:
+            return
+        self.synchronize(args.device)
+        self.steps, self.seconds = self.steps + 1, self.seconds + time.perf_counter() - self.start
+        self.start = None
+
+    def take(self) -> tuple[int, float]:
+        steps, seconds = self.steps, self.seconds
+        self.steps, self.seconds = 0, 0.0
+        return steps, seconds

@@ -9,6 +9,9 @@ What it adds to `Trainer`:
 - LAMB (`act.training.lamb.Lamb`) as the optimizer when `lamb=True`: biases and LayerNorm weights get neither weight
   decay nor the trust ratio (ALBERT's exclusions); learning rate, betas, epsilon and weight decay come from the
   TrainingArguments (`--learning_rate`, `--adam_beta1/2`, `--adam_epsilon`, `--weight_decay`).
+- logs, with each training loss, the time per optimizer step (`step_time`, seconds: forward, backward and optimizer
+  step of its accumulated batches, `StepTimeCallback`) and the throughput (`tokens_per_second`: real tokens of every
+  rank's batches per second of those steps) since the last log.
 - `halting_lr_scale`: the halting unit's learning rate relative to the others (0 keeps its initialisation: the
   encoder then learns when to halt through the states it feeds the unit).
 - gradient accumulation that averages: the ALBERT-ACT models' `forward` takes `**kwargs`, which makes `Trainer`
@@ -22,14 +25,15 @@ import numpy as np
 import torch
 from transformers import Trainer
 
-from .callbacks import all_reduce_sum
+from .callbacks import StepTimeCallback, all_reduce_sum
 from .halting_stats import CATEGORIES, kind_totals, means_from_totals, token_kinds
 from .lamb import Lamb
 
 HALTING_UNIT = "encoder.albert_layer.act."  # the halting unit's parameters (act.dense)
 HALTING_FIELDS = ("updates", "remainders", "ponder_cost", "hidden_states", "attentions")
 # the scalar statistics accumulated besides the halting ones: name -> index
-SCALARS = ("batches", "ponder_cost", "mlm_correct", "mlm_total", "mlm_loss", "sop_correct", "sop_total", "sop_loss")
+SCALARS = ("batches", "tokens", "ponder_cost", "mlm_correct", "mlm_total", "mlm_loss", "sop_correct", "sop_total",
+           "sop_loss")
 
 
 class StepStatistics:
@@ -68,6 +72,8 @@ class ActTrainer(Trainer):
         self.kind_ids = (sorted(tokenizer.all_special_ids), tokenizer.cls_token_id, tokenizer.sep_token_id,
                          tokenizer.mask_token_id)
         self.statistics = {"train": StepStatistics(), "eval": StepStatistics()}
+        self.step_timer = StepTimeCallback()
+        self.add_callback(self.step_timer)
 
     # ------------------------------------------------------------------------------------------------ optimizer
     def create_optimizer(self, model=None):
@@ -116,6 +122,8 @@ class ActTrainer(Trainer):
         zero = updates.new_zeros(())
         scalars = dict.fromkeys(SCALARS, zero)
         scalars["batches"] = zero + 1
+        mask = inputs.get("attention_mask")
+        scalars["tokens"] = zero + (inputs["input_ids"].numel() if mask is None else mask.sum())
         ponder_cost = getattr(outputs, "ponder_cost", None)  # an attribute of the output, not a key
         if ponder_cost is not None:
             scalars["ponder_cost"] = ponder_cost.float()
@@ -136,8 +144,9 @@ class ActTrainer(Trainer):
         values = [*(s.float() for s in sums), *(c.float() for c in counts), *scalars.values()]
         return torch.stack([v.reshape(()).to(updates.device) for v in values])
 
-    def summarize(self, split: str, prefix: str = "") -> dict:
-        """The statistics of `split` since the last call, summed over every rank, as loggable means."""
+    def summarize(self, split: str, prefix: str = "", timing: tuple[int, float] | None = None) -> dict:
+        """The statistics of `split` since the last call, summed over every rank, as loggable means; with `timing`
+        ((steps, seconds) of `StepTimeCallback.take`), the step time and the tokens per second too."""
         totals = self.statistics[split].reduce_and_reset()
         size = 2 * len(CATEGORIES) + len(SCALARS)
         totals = all_reduce_sum(np.zeros(size) if totals is None else totals, self.args.device)
@@ -154,12 +163,15 @@ class ActTrainer(Trainer):
             results[f"{prefix}sop_accuracy"] = scalars["sop_correct"] / scalars["sop_total"]
             results[f"{prefix}sop_loss"] = scalars["sop_loss"] / batches
         results.update(means_from_totals(sums, counts, prefix))
+        if timing is not None and timing[0] and timing[1] > 0:
+            results[f"{prefix}step_time"] = timing[1] / timing[0]
+            results[f"{prefix}tokens_per_second"] = scalars["tokens"] / timing[1]
         return {key: round(float(value), 4) for key, value in results.items()}
 
     # -------------------------------------------------------------------------------------------------- logging
     def log(self, logs, start_time=None):
         if "loss" in logs:  # a training log (every rank gets here together): add the statistics since the last one
-            logs.update(self.summarize("train"))
+            logs.update(self.summarize("train", timing=self.step_timer.take()))
         return super().log(logs, start_time) if start_time is not None else super().log(logs)
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
