@@ -15,9 +15,11 @@ a tail to the cap; `--bias` / `--gain` change it); `--size medium` is hidden 512
 learning rate of 1e-7, so that the halting spread stays what it was over the rounds (the work of a step does not
 depend on the rate; the mean updates before and after are printed).
 
-Time: medians over interleaved rounds (each round runs every variant once, in a rotated order). Peak memory: in a
-fresh process per variant (glibc's mmap threshold pinned so freed buffers leave the RSS), the peak RSS increase of
-one step over the RSS before it, after a warm-up step that compiled it.
+Time: medians over interleaved rounds (each round runs every variant once, in a rotated order). Peak memory, in a
+fresh process per variant: without XLA the peak RSS increase of one step over the RSS before it, after a warm-up
+step (glibc's mmap threshold pinned so freed buffers leave the RSS); under XLA, which keeps its buffers between
+runs, the temporary buffer of the compiled step in XLA's buffer assignment (the activations the backward pass
+keeps, the loop's accumulators and the scratch space; weights, optimizer state and inputs excluded).
 
     .venv/bin/python benchmarks/bench_train_keras.py                      # base, 2 threads, wall clock
     .venv/bin/python benchmarks/bench_train_keras.py --threads 1 --clock cpu --repeats 5
@@ -131,17 +133,45 @@ def memory_worker(args):
     print(json.dumps({"peak_bytes": (bench_act.rss_kib("VmHWM") - before) * 1024}))
 
 
+def xla_temp_bytes(directory):
+    """The temporary buffer of the compiled train step (the largest XLA module dumped): what a step needs beyond
+    its parameters (weights, optimizer state, inputs) and outputs, from XLA's buffer assignment."""
+    best = None
+    for file in os.listdir(directory):
+        if file.endswith("buffer-assignment.txt"):
+            with open(os.path.join(directory, file)) as handle:
+                total = sum(int(line.split()[3].rstrip(",")) for line in handle
+                            if line.startswith("allocation ") and "preallocated-temp" in line)
+            best = total if best is None else max(best, total)
+    return best
+
+
 def measure_memory(args, name):
+    """RSS peak of one step in a fresh process; under XLA (which keeps its buffers between runs, so the RSS of a
+    repeated step shows nothing) the temporary buffer of XLA's buffer assignment instead."""
+    import shutil
+    import tempfile
+
+    dump = tempfile.mkdtemp(prefix="bench_train_keras_xla_") if name.endswith("xla") else None
     command = [sys.executable, os.path.abspath(__file__), "--memory-worker", name, "--size", args.size,
                "--threads", str(args.threads), "--seed", str(args.seed)]
     for key in ("batch", "seq", "cap", "bias", "gain"):
         if getattr(args, key) is not None:
             command += [f"--{key}", str(getattr(args, key))]
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
-    if result.returncode:
-        return None, (result.stderr.strip().splitlines() or ["failed"])[-1]
-    return json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"], None
+    if dump:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_dump_to={dump}"
+                            " --xla_dump_hlo_module_re=.*one_step_on_data.*").strip()
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        if result.returncode:
+            return None, (result.stderr.strip().splitlines() or ["failed"])[-1]
+        if dump:
+            return xla_temp_bytes(dump), None
+        return json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"], None
+    finally:
+        if dump:
+            shutil.rmtree(dump, ignore_errors=True)  # the dump this function asked for
 
 
 def main(argv=None):
