@@ -181,17 +181,19 @@ class TFAlbertActLayer(Layer):
 class TFAlbertActEncoder(Layer):
     """Projects the embeddings to `hidden_size`, then runs the ACT loop over the shared `albert_layer`.
 
-    Two loops with the halting bookkeeping of `act.halting`, as in PyTorch:
+    Three loops with the halting bookkeeping of `act.halting`, as in PyTorch:
 
-    - the dense loop (`forward_dense`) applies the layer to every token at every iteration (training,
-      `output_hidden_states`, `output_attentions`, inputs whose batch or sequence length is unknown when traced,
-      `config.act_fast_path = False`);
+    - the dense loop (`forward_dense`) applies the layer to every token at every iteration
+      (`output_hidden_states`, `output_attentions`, inference inputs whose batch or sequence length is unknown
+      when traced, `config.act_fast_path = False`);
     - the fast loop (`forward_fast`, the default for inference) computes the layer only for the running tokens. XLA
       needs static shapes, so their number cannot be the size of a tensor: each iteration picks, with
       `tf.switch_case`, the smallest of a few static capacities (all tokens, 1/2, 1/4, 1/8) that holds every
       running token, gathers that many tokens (running ones first, `pack_running`), runs the layer's
       `forward_running` on them and scatters the results back. Keys/values of every token are kept in a cache
-      refreshed only for the gathered tokens; the attention core itself (a few % of the layer) stays dense.
+      refreshed only for the gathered tokens; the attention core itself (a few % of the layer) stays dense;
+    - the fast training loop (`forward_fast_train`, the default of ``training=True``, so of `fit`): the same
+      capacities, differentiable, with dropout, on any shape (see its docstring).
 
     The dense loop returns `num_hidden_layers + 1` hidden states and `num_hidden_layers` attention maps when asked
     for, in every execution mode: entries after the loop ended repeat the final state and are all-zero maps.
