@@ -31,9 +31,11 @@ from .ops import (
     additive_mask_value,
     cross_entropy,
     dense,
+    dropout,
     embedding,
     fill_history,
     get_activation,
+    in_xla_context,
     layer_norm,
     loss_dtype,
     projection,
@@ -90,13 +92,14 @@ class TFAlbertActAttention(Layer):
         x = tf.reshape(x, (shape[0], shape[1], self.num_attention_heads, self.attention_head_size))
         return tf.transpose(x, (0, 2, 1, 3))
 
-    def attend(self, query, key, value, attention_mask, output_attentions=False, training=None):
-        """Scaled dot-product attention on split heads; returns (context (batch, q_len, hidden), weights or None)."""
+    def attend(self, query, key, value, attention_mask, output_attentions=False, training=None, seed=None):
+        """Scaled dot-product attention on split heads; returns (context (batch, q_len, hidden), weights or None).
+        `seed`: a stateless dropout seed (`act.tf.ops.dropout`), else the dropout layer's own."""
         scores = tf.einsum("bhqd,bhkd->bhqk", query, key) * tf.cast(self.scaling, query.dtype)
         if attention_mask is not None:
             scores = scores + tf.cast(attention_mask, scores.dtype)
         weights = tf.nn.softmax(scores, axis=-1)
-        context = tf.einsum("bhqk,bhkd->bhqd", self.attention_dropout(weights, training=training), value)
+        context = tf.einsum("bhqk,bhkd->bhqd", dropout(self.attention_dropout, weights, training, seed), value)
         shape = tf.shape(context)
         context = tf.reshape(tf.transpose(context, (0, 2, 1, 3)), (shape[0], shape[2], self.config.hidden_size))
         return context, (weights if output_attentions else None)
@@ -109,7 +112,7 @@ class TFAlbertActAttention(Layer):
         context, weights = self.attend(query, key, value, attention_mask, output_attentions, training)
         return self.dense(context), weights
 
-    def forward_running(self, hidden_states, keys, values, attention_mask, packing, training=None):
+    def forward_running(self, hidden_states, keys, values, attention_mask, packing, training=None, seed=None):
         """Attention output of the gathered tokens only (the fast loops of `TFAlbertActEncoder`).
 
         `hidden_states`: (1, capacity, hidden), the gathered tokens (running ones first). `keys`, `values`:
@@ -124,7 +127,7 @@ class TFAlbertActAttention(Layer):
         width = query.shape[-1]
         packed = tf.reshape(tf.scatter_nd(index[:, None], query, (batch * length, width)), (batch, length, width))
         context, _ = self.attend(self.split_heads(packed), self.split_heads(keys), self.split_heads(values),
-                                 attention_mask, training=training)
+                                 attention_mask, training=training, seed=seed)
         context = tf.gather(tf.reshape(context, (batch * length, width)), index)[None]
         return self.dense(context)
 
@@ -155,11 +158,12 @@ class TFAlbertActLayer(Layer):
         self.activation = get_activation(config.hidden_act)
         self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, dtype=dtype)
 
-    def feed_forward(self, hidden_states, attention_output, training=None):
-        """Residual + LayerNorm, FFN, residual + LayerNorm, halting unit: (output, halting probability)."""
-        attention_output = self.LayerNorm(hidden_states + self.dropout(attention_output, training=training))
+    def feed_forward(self, hidden_states, attention_output, training=None, seeds=(None, None)):
+        """Residual + LayerNorm, FFN, residual + LayerNorm, halting unit: (output, halting probability). `seeds`:
+        stateless seeds of the two dropouts (`act.tf.ops.dropout`), else the dropout layer's own."""
+        attention_output = self.LayerNorm(hidden_states + dropout(self.dropout, attention_output, training, seeds[0]))
         ffn_output = self.ffn_output(self.activation(self.ffn(attention_output)))
-        output = self.full_layer_layer_norm(attention_output + self.dropout(ffn_output, training=training))
+        output = self.full_layer_layer_norm(attention_output + dropout(self.dropout, ffn_output, training, seeds[1]))
         return output, self.act(output)
 
     def call(self, hidden_states, attention_mask=None, output_attentions=False, training=None):
@@ -169,13 +173,15 @@ class TFAlbertActLayer(Layer):
         output, probability = self.feed_forward(hidden_states, attention_output, training)
         return output, probability, weights
 
-    def forward_running(self, hidden_states, keys, values, attention_mask, packing, training=None):
+    def forward_running(self, hidden_states, keys, values, attention_mask, packing, training=None, seed=None):
         """The layer on the gathered tokens only, `hidden_states` (1, capacity, hidden), attending to every token
         through the cached `keys`/`values`: returns (output (1, capacity, hidden), halting probability). With
-        `training`, dropout acts on the gathered tokens (and on the attention weights of their queries)."""
+        `training`, dropout acts on the gathered tokens (and on the attention weights of their queries); `seed`
+        (int32 (2,)): its masks are drawn statelessly from `seed + [0, site]`."""
+        seeds = [None] * 3 if seed is None else [seed + tf.constant([0, site], seed.dtype) for site in range(3)]
         attention_output = self.attention.forward_running(hidden_states, keys, values, attention_mask, packing,
-                                                          training)
-        return self.feed_forward(hidden_states, attention_output, training)
+                                                          training, seeds[0])
+        return self.feed_forward(hidden_states, attention_output, training, seeds[1:])
 
 
 class TFAlbertActEncoder(Layer):
@@ -192,8 +198,8 @@ class TFAlbertActEncoder(Layer):
       running token, gathers that many tokens (running ones first, `pack_running`), runs the layer's
       `forward_running` on them and scatters the results back. Keys/values of every token are kept in a cache
       refreshed only for the gathered tokens; the attention core itself (a few % of the layer) stays dense;
-    - the fast training loop (`forward_fast_train`, the default of ``training=True``, so of `fit`): the same
-      capacities, differentiable, with dropout, on any shape (see its docstring).
+    - the fast training loop (`forward_fast_train`, the default of ``training=True``, so of `fit`, except under
+      XLA): the same capacities, differentiable, with dropout, on any shape (see its docstring).
 
     The dense loop returns `num_hidden_layers + 1` hidden states and `num_hidden_layers` attention maps when asked
     for, in every execution mode: entries after the loop ended repeat the final state and are all-zero maps.
@@ -210,10 +216,13 @@ class TFAlbertActEncoder(Layer):
 
     def use_fast_path(self, hidden, output_hidden_states=False, output_attentions=False, training=None) -> bool:
         """Whether `call` takes a fast loop (see the class docstring): the training one for ``training=True``
-        (any shape), the inference one for a batch and length known when traced."""
+        (any shape; not under XLA, see `forward_fast_train`), the inference one for a batch and length known when
+        traced."""
         if not self.config.act_fast_path or output_hidden_states or output_attentions:
             return False
-        return bool(training) or (hidden.shape[0] is not None and hidden.shape[1] is not None)
+        if training:
+            return not in_xla_context()
+        return hidden.shape[0] is not None and hidden.shape[1] is not None
 
     def call(self, embeddings, attention_mask, output_hidden_states=False, output_attentions=False, training=None,
              threshold=None, cap=None):
@@ -333,13 +342,23 @@ class TFAlbertActEncoder(Layer):
         activations of the gathered tokens (plus the keys/values cache and the dense attention core); the gradient
         of a halted token reaches its frozen state through the keys/values computed from it. The capacities are
         read from the shape, so a batch or length unknown when traced (`fit` on a dataset) works too; same
-        bookkeeping and operation order as `forward_dense`, so with dropout off the same updates and gradients."""
+        bookkeeping and operation order as `forward_dense`, so with dropout off the same updates and gradients.
+
+        Not taken under XLA (`use_fast_path`): it compiles and runs there when called directly, but inside Keras'
+        `fit` train function the tf2xla bridge fails on the gradients of the chained while loops for some models
+        ("Propagate: Cannot find body function ..._grad_..._const_0 for While node"), so XLA training keeps the
+        dense loop."""
         additive_mask = self.additive_mask(hidden, attention_mask)
         cap = int(self.config.num_hidden_layers if cap is None else cap)
         threshold = self.config.halting_threshold if threshold is None else threshold
         state = halting.initial_state(OPS, attention_mask, halting.state_dtype(OPS, hidden.dtype))
         layer = self.albert_layer
         attention = layer.attention
+        # Dropout: one seed drawn here from the layer's seed generator, then stateless masks from seed + [step, site]
+        # inside the loops (no random state variable updated in a while loop)
+        rates = layer.dropout.rate, attention.attention_dropout.rate
+        generator = layer.dropout if rates[0] > 0 else attention.attention_dropout
+        seed = tf.cast(generator.seed_generator.next(), tf.int32) if max(rates) > 0 else None
 
         def capacity(table, phase):  # capacity `phase` for a (batch, seq, hidden) table: ceil(batch * seq / 2^phase)
             shape = tf.shape(table)
@@ -350,7 +369,9 @@ class TFAlbertActEncoder(Layer):
             length = packing[1][1]
             where = tf.stack([index // length, index % length], -1)  # (capacity, 2) positions in (batch, seq)
             states = tf.gather_nd(hidden, where)[None]  # (1, capacity, hidden)
-            output, probability = layer.forward_running(states, keys, values, additive_mask, packing, training=True)
+            step_seed = None if seed is None else seed + tf.stack([step, 0])
+            output, probability = layer.forward_running(states, keys, values, additive_mask, packing, training=True,
+                                                        seed=step_seed)
             # as in forward_fast: a token that is not gathered has probability 0 (it is not running)
             probability = tf.tensor_scatter_nd_update(tf.zeros_like(state[0]), where,
                                                       tf.cast(probability[0], state[0].dtype))
