@@ -271,7 +271,8 @@ def test_keras_which_path_when(monkeypatch):
     inputs = tf_inputs(ids, mask, types)
     fast_model(inputs)
     assert calls == [1]
-    # training, hidden states, attention maps, an unknown batch/length at tracing, the switch: dense
+    # not the inference fast loop: training (the fast training loop, tests/test_tf_fast_train.py), hidden states,
+    # attention maps, an unknown batch/length at tracing, the switch (the dense loop)
     out = fast_model(inputs, training=True)
     out = fast_model(inputs, output_hidden_states=True, output_attentions=True)
     assert len(out["attentions"]) == config.num_hidden_layers

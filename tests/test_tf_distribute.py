@@ -82,6 +82,18 @@ def test_every_head_trains_under_mirrored_strategy(tmp_path):
         assert_same_step(results, name)
 
 
+def test_fit_trains_through_the_fast_training_loop_under_mirrored_strategy(tmp_path):
+    """`fit` under `MirroredStrategy` (2 CPU replicas) traces the fast training loop (`forward_fast_train`, the
+    default of training), never the dense one, and the loss goes down over the epochs."""
+    out = tmp_path / "fit.npz"
+    run_jobs([(["mirrored-fit", str(out)], environment())])
+    results = np.load(out)
+    assert int(results["replicas"]) == 2
+    assert int(results["traced/forward_fast_train"]) >= 2 and int(results["traced/forward_dense"]) == 0
+    loss = results["loss"]
+    assert np.isfinite(loss).all() and loss[-1] < 0.8 * loss[0], loss
+
+
 def free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     try:

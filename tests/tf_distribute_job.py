@@ -5,6 +5,8 @@ process).
     python tf_distribute_job.py mirrored OUT.npz          # MirroredStrategy over 2 logical CPU devices
     python tf_distribute_job.py multi-worker OUT.npz      # MultiWorkerMirroredStrategy, one worker per process
                                                           # (TF_CONFIG set by the caller)
+    python tf_distribute_job.py mirrored-fit OUT.npz      # MirroredStrategy: several epochs of `fit`, the loss
+                                                          # per epoch and which encoder loops were traced
 
 Each head is built by `fit` itself inside the strategy's scope (no `build()`, no functional wrapper). A callback
 records the weights `fit` created (after setting a halting regime where tokens halt at different depths), one SGD
@@ -21,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
 MODE, OUT = sys.argv[1], sys.argv[2]
-if MODE == "mirrored":
+if MODE in ("mirrored", "mirrored-fit"):
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -89,6 +91,41 @@ def one_step(model, x, y, loss, callbacks=(), run_eagerly=False):
     assert np.isfinite(history.history["loss"]).all(), history.history
     return model.canonical_state_dict()
 
+
+
+
+def fit_several_epochs():
+    """`fit` of a classifier under the strategy on a learnable task (the label is whether token 7 occurs), with the
+    default loops: the losses per epoch, and how often each encoder loop was traced."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(8, 120, size=(32, 10))
+    labels = (rng.random(32) < 0.5).astype("int32")
+    ids[labels == 1, rng.integers(1, 10, size=int(labels.sum()))] = 7
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = tf_models.TFAlbertActForSequenceClassification(AlbertActConfig(**cases.tiny_config_kwargs(
+            num_labels=2, ponder_penalty=1e-3, classifier_dropout_prob=0.0)))
+        model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    traced = {"forward_fast_train": 0, "forward_dense": 0}
+    for loop in traced:
+        original = getattr(model.albert.encoder, loop)
+
+        def counted(*args, _loop=loop, _original=original, **kwargs):
+            traced[_loop] += 1
+            return _original(*args, **kwargs)
+
+        setattr(model.albert.encoder, loop, counted)
+    dataset = tf.data.Dataset.from_tensor_slices(({"input_ids": ids.astype("int32")}, labels)).batch(8)
+    history = model.fit(dataset, epochs=6, verbose=0).history
+    return {"loss": np.array(history["loss"]), "replicas": np.array(strategy.num_replicas_in_sync),
+            **{f"traced/{loop}": np.array(count) for loop, count in traced.items()}}
+
+
+if MODE == "mirrored-fit":
+    np.savez(OUT + ".partial.npz", **fit_several_epochs())
+    os.replace(OUT + ".partial.npz", OUT)
+    sys.exit(0)
 
 results = {}
 for name in HEADS:

@@ -31,10 +31,12 @@ from .ops import (
     additive_mask_value,
     cross_entropy,
     dense,
+    dropout,
     embedding,
     embedding_table,
     fill_history,
     get_activation,
+    in_xla_context,
     layer_norm,
     loss_dtype,
     projection,
@@ -91,13 +93,14 @@ class TFAlbertActAttention(Layer):
         x = tf.reshape(x, (shape[0], shape[1], self.num_attention_heads, self.attention_head_size))
         return tf.transpose(x, (0, 2, 1, 3))
 
-    def attend(self, query, key, value, attention_mask, output_attentions=False, training=None):
-        """Scaled dot-product attention on split heads; returns (context (batch, q_len, hidden), weights or None)."""
+    def attend(self, query, key, value, attention_mask, output_attentions=False, training=None, seed=None):
+        """Scaled dot-product attention on split heads; returns (context (batch, q_len, hidden), weights or None).
+        `seed`: a stateless dropout seed (`act.tf.ops.dropout`), else the dropout layer's own."""
         scores = tf.einsum("bhqd,bhkd->bhqk", query, key) * tf.cast(self.scaling, query.dtype)
         if attention_mask is not None:
             scores = scores + tf.cast(attention_mask, scores.dtype)
         weights = tf.nn.softmax(scores, axis=-1)
-        context = tf.einsum("bhqk,bhkd->bhqd", self.attention_dropout(weights, training=training), value)
+        context = tf.einsum("bhqk,bhkd->bhqd", dropout(self.attention_dropout, weights, training, seed), value)
         shape = tf.shape(context)
         context = tf.reshape(tf.transpose(context, (0, 2, 1, 3)), (shape[0], shape[2], self.config.hidden_size))
         return context, (weights if output_attentions else None)
@@ -110,21 +113,22 @@ class TFAlbertActAttention(Layer):
         context, weights = self.attend(query, key, value, attention_mask, output_attentions, training)
         return self.dense(context), weights
 
-    def forward_running(self, hidden_states, keys, values, attention_mask, packing):
-        """Attention output of the gathered tokens only (the fast inference loop of `TFAlbertActEncoder`).
+    def forward_running(self, hidden_states, keys, values, attention_mask, packing, training=None, seed=None):
+        """Attention output of the gathered tokens only (the fast loops of `TFAlbertActEncoder`).
 
         `hidden_states`: (1, capacity, hidden), the gathered tokens (running ones first). `keys`, `values`:
         (batch, seq, hidden), the projected keys/values of EVERY token (cached by the encoder). `packing` (from
         `TFAlbertActEncoder.pack_running`): where each gathered token sits. XLA needs static shapes, so the
         queries are scattered to their positions and the attention core runs over every position (a few % of the
-        layer); the contexts of the gathered tokens are gathered back. Returns (1, capacity, hidden).
+        layer); the contexts of the gathered tokens are gathered back. Returns (1, capacity, hidden). Differentiable
+        (the training loop): the gradient reaches the cached keys/values, so the frozen states they came from.
         """
         index, (batch, length) = packing
         query = self.query(hidden_states)[0]
         width = query.shape[-1]
         packed = tf.reshape(tf.scatter_nd(index[:, None], query, (batch * length, width)), (batch, length, width))
         context, _ = self.attend(self.split_heads(packed), self.split_heads(keys), self.split_heads(values),
-                                 attention_mask)
+                                 attention_mask, training=training, seed=seed)
         context = tf.gather(tf.reshape(context, (batch * length, width)), index)[None]
         return self.dense(context)
 
@@ -155,11 +159,12 @@ class TFAlbertActLayer(Layer):
         self.activation = get_activation(config.hidden_act)
         self.dropout = keras.layers.Dropout(config.hidden_dropout_prob, dtype=dtype)
 
-    def feed_forward(self, hidden_states, attention_output, training=None):
-        """Residual + LayerNorm, FFN, residual + LayerNorm, halting unit: (output, halting probability)."""
-        attention_output = self.LayerNorm(hidden_states + self.dropout(attention_output, training=training))
+    def feed_forward(self, hidden_states, attention_output, training=None, seeds=(None, None)):
+        """Residual + LayerNorm, FFN, residual + LayerNorm, halting unit: (output, halting probability). `seeds`:
+        stateless seeds of the two dropouts (`act.tf.ops.dropout`), else the dropout layer's own."""
+        attention_output = self.LayerNorm(hidden_states + dropout(self.dropout, attention_output, training, seeds[0]))
         ffn_output = self.ffn_output(self.activation(self.ffn(attention_output)))
-        output = self.full_layer_layer_norm(attention_output + self.dropout(ffn_output, training=training))
+        output = self.full_layer_layer_norm(attention_output + dropout(self.dropout, ffn_output, training, seeds[1]))
         return output, self.act(output)
 
     def call(self, hidden_states, attention_mask=None, output_attentions=False, training=None):
@@ -169,27 +174,33 @@ class TFAlbertActLayer(Layer):
         output, probability = self.feed_forward(hidden_states, attention_output, training)
         return output, probability, weights
 
-    def forward_running(self, hidden_states, keys, values, attention_mask, packing):
+    def forward_running(self, hidden_states, keys, values, attention_mask, packing, training=None, seed=None):
         """The layer on the gathered tokens only, `hidden_states` (1, capacity, hidden), attending to every token
-        through the cached `keys`/`values`: returns (output (1, capacity, hidden), halting probability)."""
-        attention_output = self.attention.forward_running(hidden_states, keys, values, attention_mask, packing)
-        return self.feed_forward(hidden_states, attention_output)
+        through the cached `keys`/`values`: returns (output (1, capacity, hidden), halting probability). With
+        `training`, dropout acts on the gathered tokens (and on the attention weights of their queries); `seed`
+        (int32 (2,)): its masks are drawn statelessly from `seed + [0, site]`."""
+        seeds = [None] * 3 if seed is None else [seed + tf.constant([0, site], seed.dtype) for site in range(3)]
+        attention_output = self.attention.forward_running(hidden_states, keys, values, attention_mask, packing,
+                                                          training, seeds[0])
+        return self.feed_forward(hidden_states, attention_output, training, seeds[1:])
 
 
 class TFAlbertActEncoder(Layer):
     """Projects the embeddings to `hidden_size`, then runs the ACT loop over the shared `albert_layer`.
 
-    Two loops with the halting bookkeeping of `act.halting`, as in PyTorch:
+    Three loops with the halting bookkeeping of `act.halting`, as in PyTorch:
 
-    - the dense loop (`forward_dense`) applies the layer to every token at every iteration (training,
-      `output_hidden_states`, `output_attentions`, inputs whose batch or sequence length is unknown when traced,
-      `config.act_fast_path = False`);
+    - the dense loop (`forward_dense`) applies the layer to every token at every iteration
+      (`output_hidden_states`, `output_attentions`, inference inputs whose batch or sequence length is unknown
+      when traced, `config.act_fast_path = False`);
     - the fast loop (`forward_fast`, the default for inference) computes the layer only for the running tokens. XLA
       needs static shapes, so their number cannot be the size of a tensor: each iteration picks, with
       `tf.switch_case`, the smallest of a few static capacities (all tokens, 1/2, 1/4, 1/8) that holds every
       running token, gathers that many tokens (running ones first, `pack_running`), runs the layer's
       `forward_running` on them and scatters the results back. Keys/values of every token are kept in a cache
-      refreshed only for the gathered tokens; the attention core itself (a few % of the layer) stays dense.
+      refreshed only for the gathered tokens; the attention core itself (a few % of the layer) stays dense;
+    - the fast training loop (`forward_fast_train`, the default of ``training=True``, so of `fit`, except under
+      XLA): the same capacities, differentiable, with dropout, on any shape (see its docstring).
 
     The dense loop returns `num_hidden_layers + 1` hidden states and `num_hidden_layers` attention maps when asked
     for, in every execution mode: entries after the loop ended repeat the final state and are all-zero maps.
@@ -205,9 +216,14 @@ class TFAlbertActEncoder(Layer):
         self.albert_layer = TFAlbertActLayer(config, name="albert_layer", dtype=dtype)
 
     def use_fast_path(self, hidden, output_hidden_states=False, output_attentions=False, training=None) -> bool:
-        """Whether `call` takes the fast loop (see the class docstring)."""
-        return (bool(self.config.act_fast_path) and not training and not output_hidden_states
-                and not output_attentions and hidden.shape[0] is not None and hidden.shape[1] is not None)
+        """Whether `call` takes a fast loop (see the class docstring): the training one for ``training=True``
+        (any shape; not under XLA, see `forward_fast_train`), the inference one for a batch and length known when
+        traced."""
+        if not self.config.act_fast_path or output_hidden_states or output_attentions:
+            return False
+        if training:
+            return not in_xla_context()
+        return hidden.shape[0] is not None and hidden.shape[1] is not None
 
     def call(self, embeddings, attention_mask, output_hidden_states=False, output_attentions=False, training=None,
              threshold=None, cap=None):
@@ -216,6 +232,8 @@ class TFAlbertActEncoder(Layer):
         (`AlbertActConfig.halting_limits`); None: the config's."""
         hidden = self.embedding_hidden_mapping_in(embeddings)
         if self.use_fast_path(hidden, output_hidden_states, output_attentions, training):
+            if training:
+                return self.forward_fast_train(hidden, attention_mask, threshold, cap)
             return self.forward_fast(hidden, attention_mask, threshold, cap)
         return self.forward_dense(hidden, attention_mask, output_hidden_states, output_attentions, training,
                                   threshold, cap)
@@ -261,11 +279,14 @@ class TFAlbertActEncoder(Layer):
     def pack_running(running, capacity):
         """Which `capacity` tokens go through the layer. `running`: (batch, seq) bool, of static shape. Returns their
         index into the flattened (batch * seq) tokens, running ones first (then halted fillers, whose update weight
-        is 0), and the packing of `TFAlbertActAttention.forward_running`: (that index, (batch, seq))."""
-        batch, length = running.shape
+        is 0), and the packing of `TFAlbertActAttention.forward_running`: (that index, (batch, seq)). In the
+        training loop the shape may be unknown when traced: `capacity` and (batch, seq) are then tensors read from
+        the shape (compile-time constants under XLA)."""
+        batch, length = (int(size) if size is not None else tf.shape(running)[axis]
+                         for axis, size in enumerate(running.shape))
         index = tf.argsort(tf.cast(tf.reshape(running, (-1,)), tf.int32), direction="DESCENDING",
                            stable=True)[:capacity]
-        return index, (index, (int(batch), int(length)))
+        return index, (index, (batch, length))
 
     def forward_fast(self, hidden, attention_mask, threshold=None, cap=None):
         """The fast ACT loop (inference only): `tf.switch_case` over static capacities inside the `tf.while_loop`.
@@ -308,6 +329,71 @@ class TFAlbertActEncoder(Layer):
         hidden, _, _, *state = tf.while_loop(
             lambda hidden, keys, values, *state: halting.any_running(OPS, state[0], threshold), body,
             (hidden, attention.key(hidden), attention.value(hidden), *state), maximum_iterations=cap)
+        return {"last_hidden_state": hidden, "updates": state[2], "remainders": state[1],
+                "hidden_states": None, "attentions": None}
+
+    def forward_fast_train(self, hidden, attention_mask, threshold=None, cap=None):
+        """The fast ACT loop for training (`call` with ``training=True``, so `fit`): differentiable, dropout on.
+
+        The same static capacities as `forward_fast` (all tokens, 1/2, 1/4, 1/8), but as phases rather than a
+        `tf.switch_case` per iteration: the running set only shrinks, so phase k is a `tf.while_loop` that gathers
+        capacity k while more tokens run than capacity k + 1 holds, and the next phase continues from its state. No
+        conditional branch inside a loop: under XLA the gradient of a branch would store every branch's activations
+        (zeros for the ones not taken) at every iteration. Each loop has static shapes, so autograd stores only the
+        activations of the gathered tokens (plus the keys/values cache and the dense attention core); the gradient
+        of a halted token reaches its frozen state through the keys/values computed from it. The capacities are
+        read from the shape, so a batch or length unknown when traced (`fit` on a dataset) works too; same
+        bookkeeping and operation order as `forward_dense`, so with dropout off the same updates and gradients.
+
+        Not taken under XLA (`use_fast_path`): it compiles and runs there when called directly, but inside Keras'
+        `fit` train function the tf2xla bridge fails on the gradients of the chained while loops for some models
+        ("Propagate: Cannot find body function ..._grad_..._const_0 for While node"), so XLA training keeps the
+        dense loop."""
+        additive_mask = self.additive_mask(hidden, attention_mask)
+        cap = int(self.config.num_hidden_layers if cap is None else cap)
+        threshold = self.config.halting_threshold if threshold is None else threshold
+        state = halting.initial_state(OPS, attention_mask, halting.state_dtype(OPS, hidden.dtype))
+        layer = self.albert_layer
+        attention = layer.attention
+        # Dropout: one seed drawn here from the layer's seed generator, then stateless masks from seed + [step, site]
+        # inside the loops (no random state variable updated in a while loop)
+        rates = layer.dropout.rate, attention.attention_dropout.rate
+        generator = layer.dropout if rates[0] > 0 else attention.attention_dropout
+        seed = tf.cast(generator.seed_generator.next(), tf.int32) if max(rates) > 0 else None
+
+        def capacity(table, phase):  # capacity `phase` for a (batch, seq, hidden) table: ceil(batch * seq / 2^phase)
+            shape = tf.shape(table)
+            return (shape[0] * shape[1] + 2**phase - 1) // 2**phase
+
+        def iteration(phase, step, hidden, keys, values, *state):
+            index, packing = self.pack_running(halting.running(state[0]), capacity(hidden, phase))
+            length = packing[1][1]
+            where = tf.stack([index // length, index % length], -1)  # (capacity, 2) positions in (batch, seq)
+            states = tf.gather_nd(hidden, where)[None]  # (1, capacity, hidden)
+            step_seed = None if seed is None else seed + tf.stack([step, 0])
+            output, probability = layer.forward_running(states, keys, values, additive_mask, packing, training=True,
+                                                        seed=step_seed)
+            # as in forward_fast: a token that is not gathered has probability 0 (it is not running)
+            probability = tf.tensor_scatter_nd_update(tf.zeros_like(state[0]), where,
+                                                      tf.cast(probability[0], state[0].dtype))
+            *state, weight = halting.step(OPS, *state, probability, threshold)
+            states = halting.update(OPS, states, output, tf.gather_nd(weight, where)[None])
+            return (step + 1, tf.tensor_scatter_nd_update(hidden, where, states[0]),
+                    tf.tensor_scatter_nd_update(keys, where, attention.key(states)[0]),
+                    tf.tensor_scatter_nd_update(values, where, attention.value(states)[0]), *state)
+
+        def condition(phase, step, hidden, keys, values, *state):
+            go = (step < cap) & halting.any_running(OPS, state[0], threshold)
+            if phase + 1 < self.FAST_BUCKETS:  # the last phase runs to the end
+                count = tf.reduce_sum(tf.cast(halting.running(state[0]), tf.int32))
+                go = go & (count > capacity(hidden, phase + 1))
+            return go
+
+        loop = (tf.constant(0), hidden, attention.key(hidden), attention.value(hidden), *state)
+        for phase in range(self.FAST_BUCKETS):
+            loop = tf.while_loop(functools.partial(condition, phase), functools.partial(iteration, phase), loop,
+                                 maximum_iterations=cap)
+        _, hidden, _, _, *state = loop
         return {"last_hidden_state": hidden, "updates": state[2], "remainders": state[1],
                 "hidden_states": None, "attentions": None}
 

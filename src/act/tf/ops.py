@@ -165,6 +165,23 @@ class Layer(keras.layers.Layer):
         build_sublayers(self)
 
 
+def in_xla_context() -> bool:
+    """Whether the graph being traced is compiled by XLA (`jit_compile=True`, also of an enclosing function)."""
+    from tensorflow.python.ops import control_flow_util  # what while_v2 / cond_v2 ask
+
+    return not tf.executing_eagerly() and control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def dropout(layer, x, training, seed=None):
+    """The dropout of a Keras `Dropout` layer; with `seed` (an int32 (2,) tensor) drawn statelessly from that seed
+    instead of the layer's seed generator. The fast training loop passes one per iteration and site: no random
+    state variable is updated inside its `tf.while_loop`s (under XLA the gradient of such loops inside `fit`'s
+    train function fails to compile)."""
+    if seed is None or not training or layer.rate == 0:
+        return layer(x, training=training)
+    return tf.nn.experimental.stateless_dropout(x, rate=layer.rate, seed=seed)
+
+
 # -- losses ------------------------------------------------------------------------------------------------------
 
 def loss_dtype(logits) -> str:
@@ -215,5 +232,6 @@ def fill_history(array, size: int, written, fill=None) -> tuple:
 
 
 __all__ = ["OPS", "IGNORE_INDEX", "gelu", "gelu_new", "get_activation", "additive_mask_value",
-           "initializer", "projection", "dense", "layer_norm", "embedding", "embedding_table", "Weight", "build_sublayers", "Layer",
+           "initializer", "projection", "dense", "layer_norm", "embedding", "embedding_table", "Weight",
+           "build_sublayers", "Layer", "in_xla_context", "dropout",
            "loss_dtype", "cross_entropy", "fill_history"]
