@@ -26,7 +26,7 @@ EXAMPLE = "a lump in the middle of the monkeys stirred and then fell quiet ."
 
 def demo_model_dir() -> Path:
     """The directory of the embedded demo model (installed with the package)."""
-    return Path(__file__).resolve().parent / "demo_model"
+    return Path(__file__).resolve().parents[1] / "demo_model"
 
 
 def resolve_model_dir(model: str | Path | None, revision: str | None = None, cache_dir=None) -> Path:
