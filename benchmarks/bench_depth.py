@@ -73,8 +73,8 @@ def prepare(args):
 
     from act import AlbertActForMaskedLM
     from act.analysis.batching import batch_encode
-    from act.inspect import load_tokenizer, resolve_model_dir
-    from act.stats import mask_sequence, read_lines
+    from act.commands.inspect import load_tokenizer, resolve_model_dir
+    from act.commands.stats import mask_sequence, read_lines
 
     directory = resolve_model_dir(args.model)
     text = Path(args.text) if args.text else directory / "heldout.txt"

@@ -58,7 +58,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from act.analysis.batching import batch_order, run_batches
-    from act.inspect import Runner, load_tokenizer, resolve_model_dir
+    from act.commands.inspect import Runner, load_tokenizer, resolve_model_dir
 
     if args.framework == "pytorch":
         import torch

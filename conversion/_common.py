@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def main(description: str, expected_format: str, argv: list[str] | None = None) -> int:
-    from act.convert import add_arguments, detect_format, run
+    from act.commands.convert import add_arguments, detect_format, run
     from act.checkpoints import CheckpointError
 
     parser = argparse.ArgumentParser(description=description)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Convert a Keras .keras file to the canonical format (config.json + model.safetensors).
 
-A thin wrapper over `act convert` (act.convert); see conversion/README.md. Usage:
+A thin wrapper over `act convert` (act.commands.convert); see conversion/README.md. Usage:
     python conversion/convert_keras.py SOURCE DEST [--to canonical|pytorch|keras] [--verify] [--config JSON] [--overwrite]
 """
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Convert a transformers-4 Keras-2 tf_model.h5 (directory with config.json) to the canonical format or a .keras file.
 
-A thin wrapper over `act convert` (act.convert); see conversion/README.md. Usage:
+A thin wrapper over `act convert` (act.commands.convert); see conversion/README.md. Usage:
     python conversion/convert_legacy_h5.py SOURCE DEST [--to canonical|pytorch|keras] [--verify] [--config JSON] [--overwrite]
 """
 

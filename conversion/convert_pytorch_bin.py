@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Convert a research pytorch_model.bin (directory with config.json) to the canonical format or a .keras file.
 
-A thin wrapper over `act convert` (act.convert); see conversion/README.md. Usage:
+A thin wrapper over `act convert` (act.commands.convert); see conversion/README.md. Usage:
     python conversion/convert_pytorch_bin.py SOURCE DEST [--to canonical|pytorch|keras] [--verify] [--config JSON] [--overwrite]
 """
 

@@ -24,6 +24,6 @@ def train(self, *args, **kwargs):
 trainer_module.ActTrainer.train = train
 
 if __name__ == "__main__":
-    from act.cli import main
+    from act.commands.cli import main
 
     sys.exit(main(sys.argv[1:]))

@@ -20,7 +20,7 @@ from safetensors.numpy import load_file, save_file
 import cases
 from act import AlbertActConfig, AlbertActForSequenceClassification, AlbertActModel
 from act.checkpoints import CheckpointError, CheckpointWarning, files
-from act.cli import main
+from act.commands.cli import main
 
 HAS_KERAS = importlib.util.find_spec("tensorflow") is not None
 DEMO = Path(__file__).resolve().parents[1] / "src" / "act" / "demo_model"
@@ -343,7 +343,7 @@ def test_an_untied_mlm_checkpoint_loads_in_pytorch_and_keras_refuses_it_by_name(
     so it refuses the config (naming the key and the file) instead of silently tying (its save then claimed an
     untied model without a decoder, and PyTorch initialised the decoder at random)."""
     from act import AlbertActForMaskedLM
-    from act.convert import convert
+    from act.commands.convert import convert
 
     torch.manual_seed(0)
     model = AlbertActForMaskedLM(AlbertActConfig(**cases.tiny_config_kwargs(tie_word_embeddings=False))).eval()

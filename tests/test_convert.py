@@ -14,8 +14,8 @@ import torch
 
 import oracle
 from act.checkpoints import files
-from act.cli import main
-from act.convert import VerificationError, convert
+from act.commands.cli import main
+from act.commands.convert import VerificationError, convert
 from act.checkpoints import CheckpointError
 from alignment import misaligned
 from cases import make_inputs, tiny_config_kwargs

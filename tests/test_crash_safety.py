@@ -21,8 +21,8 @@ import torch
 
 import act
 from act.checkpoints import CheckpointError, DestinationBusy, atomic, files, pending_commit, recover
-from act.cli import main
-from act.convert import convert
+from act.commands.cli import main
+from act.commands.convert import convert
 from test_checkpoint_files import tiny_model
 
 SRC = str(Path(act.__file__).resolve().parents[1])
@@ -179,7 +179,7 @@ with atomic.transaction(dest, overwrite=True, replaces=files.is_model_file) as t
 """.format(new=NEW)
 
 
-CLI = "import sys; from act.cli import main; sys.exit(main(sys.argv[1:]))"  # the `act` command
+CLI = "import sys; from act.commands.cli import main; sys.exit(main(sys.argv[1:]))"  # the `act` command
 
 
 def check_after_kill(dest: Path) -> str:
@@ -235,7 +235,7 @@ def test_a_flagged_directory_is_refused_until_the_next_run_finishes_it(tmp_path)
     assert pending_commit(dest) is not None
     with pytest.raises(CheckpointError, match=r"killed while it replaced the model files.*--overwrite"):
         files.detect(dest)
-    from act.inspect import resolve_model_dir  # act inspect / act stats say the same (not "no config.json")
+    from act.commands.inspect import resolve_model_dir  # act inspect / act stats say the same (not "no config.json")
 
     with pytest.raises(CheckpointError, match=r"killed while it replaced the model files"):
         resolve_model_dir(dest)

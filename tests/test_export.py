@@ -22,7 +22,7 @@ pytest.importorskip("onnxscript")
 
 import cases  # noqa: E402
 from act import AlbertActForMultipleChoice, AlbertActModel  # noqa: E402
-from act.export import ExportError, export_onnx, sample_inputs  # noqa: E402
+from act.commands.export import ExportError, export_onnx, sample_inputs  # noqa: E402
 
 HALTING_BIAS = "encoder.albert_layer.act.dense.bias"
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,7 +196,7 @@ def report_config(directory):
 
 def act(*args, env=None):
     environment = dict(os.environ, PYTHONPATH=str(ROOT / "src"), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "act.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "act", *map(str, args)], capture_output=True, text=True,
                           env=environment, timeout=600)
 
 
@@ -257,7 +257,7 @@ def test_verify_catches_a_frozen_loop(tmp_path, monkeypatch):
     export mode switched off, as the encoder was before issue 12): its counts match on inputs of other shapes (the
     model halts every token after one iteration), so only the run to the cap can tell; it must fail."""
     import act.pt.modeling as modeling
-    from act.export import verify_onnx
+    from act.commands.export import verify_onnx
 
     model = step1_model()
     monkeypatch.setattr(modeling, "is_exporting", lambda: False)

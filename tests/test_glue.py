@@ -203,7 +203,7 @@ def predictions_of(out, rows, regression: bool, pair: bool):
 
 
 def test_finetune_mnli_evaluates_matched_and_mismatched(tmp_path, model_dir):
-    from act.cli import main
+    from act.commands.cli import main
     from act.training.metrics import accuracy
 
     train = write_glue(tmp_path / "train.tsv", "mnli", task_rows("mnli", 24))
@@ -227,7 +227,7 @@ def test_finetune_mnli_evaluates_matched_and_mismatched(tmp_path, model_dir):
 
 
 def test_finetune_cola_and_stsb(tmp_path, model_dir):
-    from act.cli import main
+    from act.commands.cli import main
     from act.training.glue import TASKS, task_metrics
 
     cola_dev = task_rows("cola", 10, 30, seed=1)
@@ -254,7 +254,7 @@ def test_finetune_cola_and_stsb(tmp_path, model_dir):
 
 
 def test_glue_task_options_are_checked(tmp_path, model_dir):
-    from act.cli import main
+    from act.commands.cli import main
     from test_training import _capture
 
     rte = write_glue(tmp_path / "rte.tsv", "rte", task_rows("rte", 4))
@@ -276,7 +276,7 @@ def test_glue_task_options_are_checked(tmp_path, model_dir):
 def test_paper_search_on_mrpc(tmp_path, model_dir):
     """The README's recipe on MRPC's quoted TSV: learning rates x batch sizes x seeds, chosen by the mean of the
     default metric (accuracy)."""
-    from act.cli import main
+    from act.commands.cli import main
 
     train = write_glue(tmp_path / "train.tsv", "mrpc", task_rows("mrpc", 16), bom=True)
     dev = write_glue(tmp_path / "dev.tsv", "mrpc", task_rows("mrpc", 8, 30, seed=1))
@@ -299,7 +299,7 @@ def test_readme_recipe_commands_parse():
     import re
     import shlex
 
-    from act.cli import build_parser
+    from act.commands.cli import build_parser
     from act.training.glue import get_task
     from test_readme import section
 

@@ -91,7 +91,7 @@ def test_is_hub_id():
 def test_a_missing_checkpoint_file_is_named_not_looked_up_on_the_hub(tmp_path, monkeypatch, capsys):
     """A mistyped local file (model.safetensors, a TF1 prefix) is reported as missing, by name; offline it used to
     be looked up as a hub id and the error ("couldn't connect to huggingface.co") did not name it."""
-    from act.cli import main
+    from act.commands.cli import main
 
     monkeypatch.chdir(tmp_path)
     for name in ("model.safetensors", "model.ckpt-100"):
@@ -174,7 +174,7 @@ def test_keras_from_pretrained_takes_hub_ids(hub_home):
 
 
 def run_cli(*args):
-    from act.cli import main
+    from act.commands.cli import main
 
     return main([str(a) for a in args])
 
@@ -201,7 +201,7 @@ def test_act_convert_takes_a_hub_id(hub_home, tmp_path):
 
 def test_every_model_command_takes_hub_options():
     """`act inspect | stats | convert | export` take --revision and --cache-dir for a hub id."""
-    from act.cli import build_parser
+    from act.commands.cli import build_parser
 
     for command, positional in (("export", [REPO, "out.onnx"]), ("convert", [REPO, "out"]),
                                 ("inspect", ["a b", "--model", REPO]), ("stats", ["t.txt", "--model", REPO])):
@@ -217,7 +217,7 @@ def test_act_pretrain_and_finetune_take_a_hub_id(hub_home, tmp_path):
     directory = Path(resolve_directory(REPO, "--model"))
     assert directory.parts[-2:] == ("snapshots", MAIN) and (directory / "spiece.model").is_file()
     assert Path(resolve_directory(REPO, "--model", "v2")).name == V2
-    from act.cli import build_parser
+    from act.commands.cli import build_parser
 
     for command, positional in (("pretrain", ["corpus.txt", "out", "--from", REPO]),
                                 ("finetune", ["train.csv", "dev.csv", "out", "--model", REPO])):

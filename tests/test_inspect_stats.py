@@ -11,8 +11,8 @@ import shutil
 import numpy as np
 import pytest
 
-from act.cli import main
-from act.inspect import EXAMPLE, demo_model_dir
+from act.commands.cli import main
+from act.commands.inspect import EXAMPLE, demo_model_dir
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sentencepiece")

@@ -77,9 +77,9 @@ def test_build_gives_an_sdist_and_a_wheel_of_this_version(dists):
         metadata = archive.read(f"{info}/METADATA").decode()
         entry_points = archive.read(f"{info}/entry_points.txt").decode()
     demo = {f"act/demo_model/{name}" for name in ("config.json", "model.safetensors", "spiece.model", "heldout.txt")}
-    assert demo <= names and "act/py.typed" in names and "act/cli.py" in names
+    assert demo <= names and "act/py.typed" in names and "act/commands/cli.py" in names
     assert not any(name.startswith(("tests/", "docs/", "benchmarks/")) for name in names)
-    assert f"Version: {act.__version__}" in metadata and "act = act.cli:main" in entry_points
+    assert f"Version: {act.__version__}" in metadata and "act = act.commands.cli:main" in entry_points
     with tarfile.open(sdist) as archive:
         members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     for needed in ("CHANGELOG.md", "README.md", "constraints.txt", "mkdocs.yml", "docs/index.md", "tests/conftest.py",
@@ -110,7 +110,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs(dists, tmp_path, capsys):
     assert header.startswith("model: ") and Path(header.split()[1]).resolve().is_relative_to(site.resolve()), header
     assert (tmp_path / "demo.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     # the same table as this checkout's `act inspect`: counts exactly, remainders as printed within the tolerance
-    from act.cli import main
+    from act.commands.cli import main
 
     assert main(["inspect", SENTENCE]) == 0
     expected = [ROW.match(line).groups() for line in capsys.readouterr().out.splitlines() if ROW.match(line)]

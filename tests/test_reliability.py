@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from act.checkpoints import atomic
-from act.cli import main, user_error
-from act.inspect import demo_model_dir
+from act.commands.cli import main, user_error
+from act.commands.inspect import demo_model_dir
 from act.tokenizer_files import TokenizerFileError, check_tokenizer_files, spiece_pieces
 
 DEMO = demo_model_dir()
@@ -230,7 +230,7 @@ def test_overwrite_false_never_replaces(tmp_path):
 
 
 def test_export_on_a_full_disk_keeps_the_old_onnx(tmp_path, monkeypatch, capsys):
-    from act import export
+    from act.commands import export
 
     dest = tmp_path / "model.onnx"
     dest.write_bytes(b"previous export")

@@ -118,19 +118,19 @@ def test_load_tokenizer_errors(tmp_path):
 
 def test_every_loader_of_the_package_is_the_one(tmp_path):
     """act inspect / act stats and the training commands load through act.tokenization.load_tokenizer."""
-    import act.inspect
-    import act.stats
+    import act.commands.inspect
+    import act.commands.stats
     import act.tokenization
 
-    assert act.inspect.load_tokenizer is act.tokenization.load_tokenizer
-    assert act.stats.load_tokenizer is act.tokenization.load_tokenizer
-    from act.inspect import Runner, inspect_sentence
+    assert act.commands.inspect.load_tokenizer is act.tokenization.load_tokenizer
+    assert act.commands.stats.load_tokenizer is act.tokenization.load_tokenizer
+    from act.commands.inspect import Runner, inspect_sentence
 
     directory = write_model(tmp_path / "model")
     settings = json.loads((directory / "tokenizer_config.json").read_text())
     settings.pop("model_input_names")
     (directory / "tokenizer_config.json").write_text(json.dumps(settings))
-    tokenizer = act.inspect.load_tokenizer(directory)
+    tokenizer = act.commands.inspect.load_tokenizer(directory)
     a, b = PAIRS[0]
     result = inspect_sentence(a, Runner(directory), tokenizer, b)
     ids, segments = ResearchIds()(a, b)
@@ -220,7 +220,7 @@ def test_finetune_passes_segment_ids_to_forward(tmp_path, monkeypatch, research)
     directory carries an old tokenizer config (no model_input_names)."""
     import torch
 
-    from act.cli import main
+    from act.commands.cli import main
     from act.training import finetune
     from training_helpers import write_table
 

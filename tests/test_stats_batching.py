@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from act.analysis.batching import batch_encode, batch_order, run_batches
-from act.cli import main
-from act.inspect import demo_model_dir
+from act.commands.cli import main
+from act.commands.inspect import demo_model_dir
 
 DEMO = demo_model_dir()
 
@@ -73,7 +73,7 @@ def test_bad_arguments():
 def test_length_buckets_give_the_same_updates_per_token_as_file_order():
     pytest.importorskip("torch")
     pytest.importorskip("sentencepiece")
-    from act.inspect import Runner, load_tokenizer
+    from act.commands.inspect import Runner, load_tokenizer
 
     tokenizer = load_tokenizer(DEMO)
     runner = Runner(DEMO, "pytorch")

@@ -14,8 +14,8 @@ import pytest
 
 from act.analysis.conllu import align, parse_conllu, read_conllu, word_values
 from act.analysis.summary import bootstrap_interval, summarize
-from act.cli import main
-from act.inspect import demo_model_dir
+from act.commands.cli import main
+from act.commands.inspect import demo_model_dir
 from stats_data import SAMPLE, WORDS
 
 torch = pytest.importorskip("torch")
@@ -34,7 +34,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def runner():
-    from act.inspect import Runner
+    from act.commands.inspect import Runner
 
     return Runner(DEMO, "pytorch")
 
@@ -180,7 +180,7 @@ def direct_tables(model, tokenizer, sentences, pieces="mean"):
 
 @pytest.mark.parametrize("pieces", ["mean", "first"])
 def test_tables_agree_with_a_direct_run(sample, tokenizer, runner, pieces):
-    from act.stats import compute_conllu_stats
+    from act.commands.stats import compute_conllu_stats
 
     sentences = read_conllu(sample)
     report = compute_conllu_stats(sentences, runner, tokenizer, pieces, 200, seed=1, batch_size=3, progress=False)
@@ -203,8 +203,8 @@ def test_tables_agree_with_a_direct_run(sample, tokenizer, runner, pieces):
 
 @pytest.mark.skipif(not HAS_KERAS, reason="Keras path needs tensorflow + keras")
 def test_pytorch_and_keras_give_the_same_tables(sample, tokenizer, runner):
-    from act.inspect import Runner
-    from act.stats import compute_conllu_stats
+    from act.commands.inspect import Runner
+    from act.commands.stats import compute_conllu_stats
 
     sentences = read_conllu(sample)
     torch_report = compute_conllu_stats(sentences, runner, tokenizer, resamples=100, progress=False)

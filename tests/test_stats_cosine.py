@@ -11,8 +11,8 @@ import pytest
 from act.analysis.categories import (CLS, MASK, ORIGINAL, OTHER_SPECIAL, RANDOM, RESEARCH_CATEGORIES, SEP, UNMASKED,
                                      selections)
 from act.analysis.cosine import aggregate, consecutive_cosines
-from act.cli import main
-from act.inspect import demo_model_dir
+from act.commands.cli import main
+from act.commands.inspect import demo_model_dir
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sentencepiece")
@@ -30,7 +30,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def runner():
-    from act.inspect import Runner
+    from act.commands.inspect import Runner
 
     return Runner(DEMO, "pytorch")
 
@@ -134,7 +134,7 @@ class FixedLengthRunner:
 
 
 def test_cosine_report_agrees_with_a_direct_run(runner, tokenizer, lines):
-    from act.stats import compute_stats
+    from act.commands.stats import compute_stats
 
     cap = runner.config.num_hidden_layers
     report = compute_stats(lines, runner, tokenizer, mask_rate=0.0, batch_size=5, progress=False, cosine=True)
@@ -154,8 +154,8 @@ def test_cosine_report_agrees_with_a_direct_run(runner, tokenizer, lines):
 
 @pytest.mark.skipif(not HAS_KERAS, reason="Keras path needs tensorflow + keras")
 def test_cosine_pytorch_equals_keras(runner, tokenizer, lines):
-    from act.inspect import Runner
-    from act.stats import compute_stats
+    from act.commands.inspect import Runner
+    from act.commands.stats import compute_stats
 
     torch_report = compute_stats(lines[:12], runner, tokenizer, seed=1, progress=False, cosine=True,
                                  categories="research")

@@ -205,7 +205,7 @@ def test_variables_map_to_the_pytorch_state_dict(name):
 
 def test_mirror_of_the_pytorch_classes_and_exports():
     import act
-    import act.convert
+    import act.commands.convert
     import act.pt.modeling as pt_modeling
     import act.tf.modeling as tf_modeling
 
@@ -220,7 +220,7 @@ def test_mirror_of_the_pytorch_classes_and_exports():
         assert layer.name == path.split(".")[-1]
     for name in HEADS:
         cls = getattr(tfm, "TF" + name)
-        assert getattr(act, "TF" + name) is cls and act.convert.keras_class(name) is cls
+        assert getattr(act, "TF" + name) is cls and act.commands.convert.keras_class(name) is cls
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -510,7 +510,7 @@ def test_pretrain_end_to_end(tmp_path):
     (["--from", "MISSING"], "no such model directory"),
 ])
 def test_pretrain_rejects_bad_arguments(tmp_path, arguments, message):
-    from act.cli import main
+    from act.commands.cli import main
 
     corpus = write_corpus(tmp_path / "corpus.txt", lines=20)
     replace = {"CONFIG": str(write_config(tmp_path / "config.json")),
@@ -528,7 +528,7 @@ def run_cli(*args):
     """`act ARGS` in this process: (exit status, stderr) as `returncode`/`stderr` attributes."""
     import types
 
-    from act.cli import main
+    from act.commands.cli import main
 
     with _capture() as captured:
         code = main([str(a) for a in args])
@@ -556,7 +556,7 @@ class _capture:
 
 
 def test_missing_corpus_is_an_error(tmp_path, model_dir):
-    from act.cli import main
+    from act.commands.cli import main
 
     with _capture() as captured:
         assert main(["pretrain", str(tmp_path / "nope.txt"), str(tmp_path / "out"), "--from", str(model_dir),
@@ -565,7 +565,7 @@ def test_missing_corpus_is_an_error(tmp_path, model_dir):
 
 
 def test_corpus_without_text_or_pairs_is_a_clear_error(tmp_path, model_dir, tokenizer):
-    from act.cli import main
+    from act.commands.cli import main
     from act.training.data import PairSettings, build_pairs, tokenize_corpus
 
     for name, text in (("empty.txt", ""), ("blank.txt", "\n  \n\n")):  # not a datasets traceback
@@ -622,7 +622,7 @@ def test_finetune_classification_csv(tmp_path, model_dir):
 
 
 def test_finetune_regression_jsonl_and_tsv_pairs(tmp_path, model_dir):
-    from act.cli import main
+    from act.commands.cli import main
 
     rows = labelled_rows(40)
     train = write_table(tmp_path / "train.jsonl", rows[:32])
@@ -647,7 +647,7 @@ def test_finetune_regression_jsonl_and_tsv_pairs(tmp_path, model_dir):
 
 
 def test_finetune_rejects_bad_data(tmp_path, model_dir):
-    from act.cli import main
+    from act.commands.cli import main
 
     train = write_table(tmp_path / "train.csv", labelled_rows(8))
     dev = write_table(tmp_path / "dev.csv", labelled_rows(4))
@@ -678,7 +678,7 @@ def test_finetune_rejects_bad_data(tmp_path, model_dir):
 
 
 def test_finetune_grid_chooses_the_best_mean(tmp_path, model_dir):
-    from act.cli import main
+    from act.commands.cli import main
 
     train = write_table(tmp_path / "train.csv", labelled_rows(24))
     dev = write_table(tmp_path / "dev.csv", labelled_rows(12))
@@ -766,7 +766,7 @@ def test_step_time_and_tokens_per_second_are_logged(tmp_path, model_dir, tokeniz
 
 # ---------------------------------------------------------------------------------------------------- the CLI
 def test_python_m_act_and_lazy_help():
-    code = ("import sys, act.cli; act.cli.build_parser(); "
+    code = ("import sys, act.commands.cli; act.commands.cli.build_parser(); "
             "print(sorted(m for m in ('torch', 'transformers', 'tensorflow', 'datasets') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=act_env(), timeout=120)
     assert result.stdout.strip() == "[]", result.stderr

@@ -2,7 +2,7 @@
 
 import sys
 
-from act.cli import main
+from act.commands.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,6 @@
 """The tokenizer of a model directory: one loader, segment ids for pairs, `model_max_length` = the model's positions.
 
-`load_tokenizer(directory_or_id)` is the one way the package loads a tokenizer (the CLIs, `act.inspect`, `act stats`,
+`load_tokenizer(directory_or_id)` is the one way the package loads a tokenizer (the CLIs, `act inspect`, `act stats`,
 the training commands). The tokenizer it returns gives `token_type_ids` for a pair (`[CLS] A [SEP] B [SEP]`: 0 up to
 and including the first `[SEP]`, 1 after, as ALBERT-ACT was pre-trained), also for a directory someone else wrote:
 transformers 5's `AlbertTokenizer` declares `model_input_names = ["input_ids", "attention_mask"]`, so a plain

@@ -116,8 +116,9 @@ def run_batches(runner: Callable, sequences: Sequence[Sequence[int]], batch_size
                 order: str = "length", max_tokens: int | None = None, pad_id: int = 0,
                 hidden_states: bool = False, reduce: Callable[[Batch, dict], list] | None = None,
                 progress: bool = False, desc: str = "act stats") -> list:
-    """Run `runner(input_ids, attention_mask, token_type_ids[, hidden_states=True])` (an `act.inspect.Runner`)
-    over `sequences` in batches and return one result per sequence, in the order of `sequences`.
+    """Run `runner(input_ids, attention_mask, token_type_ids[, hidden_states=True])` (an
+    `act.commands.inspect.Runner`) over `sequences` in batches and return one result per sequence, in the order of
+    `sequences`.
 
     `reduce(batch, out)` turns the runner's output for a batch into one result per row (default: the row's
     `updates` and `remainders` arrays, cut to its length); it runs once per batch, so large per-batch outputs (the

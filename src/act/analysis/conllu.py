@@ -151,7 +151,7 @@ def align(sentences: Sequence[Sentence], tokenizer, max_length: int, chunk: int 
                          f"got {type(tokenizer).__name__}")
     if max_length < tokenizer.num_special_tokens_to_add(pair=False) + 1:
         raise ValueError(f"the model's {max_length} positions cannot hold one piece and the special tokens")
-    from ..inspect import quiet_transformers
+    from ..hf_logging import quiet_transformers
 
     result: list[Aligned] = []
     with quiet_transformers():  # no "sequence longer than model_max_length" warnings: truncation is ours to note

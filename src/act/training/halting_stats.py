@@ -2,7 +2,7 @@
 NumPy arrays or torch tensors alike (only operators and `sum`/`cumsum` are used, so torch tensors stay on their
 device).
 
-The kinds are those of `act stats` (`act.stats.CATEGORIES`):
+The kinds are those of `act stats` (`act.commands.stats.CATEGORIES`):
 
     all         every real token (padding excluded)
     unmasked    ordinary tokens: not special, not [MASK], not a masked-LM target
