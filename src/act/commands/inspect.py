@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from ..hf_logging import quiet_transformers  # noqa: F401  (Runner uses it; still importable from here)
-from ..tokenization import load_tokenizer  # noqa: F401  (act stats takes it from here too)
+from ..tokenization import load_tokenizer
 
 FRAMEWORKS = ("pytorch", "keras")
 EXAMPLE = "a lump in the middle of the monkeys stirred and then fell quiet ."
