@@ -2,11 +2,11 @@
 tests/test_tf_distribute.py (the devices and TF_CONFIG must be set before TensorFlow starts, so not in pytest's own
 process).
 
-    python tf_distribute_job.py mirrored OUT.npz          # MirroredStrategy over 2 logical CPU devices
+    python tf_distribute_job.py mirrored OUT.npz          # MirroredStrategy over 2 logical CPU devices; then
+                                                          # several epochs of `fit`: the loss per epoch and which
+                                                          # encoder loops were traced (keys "fit/...")
     python tf_distribute_job.py multi-worker OUT.npz      # MultiWorkerMirroredStrategy, one worker per process
                                                           # (TF_CONFIG set by the caller)
-    python tf_distribute_job.py mirrored-fit OUT.npz      # MirroredStrategy: several epochs of `fit`, the loss
-                                                          # per epoch and which encoder loops were traced
 
 Each head is built by `fit` itself inside the strategy's scope (no `build()`, no functional wrapper). A callback
 records the weights `fit` created (after setting a halting regime where tokens halt at different depths), one SGD
@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
 MODE, OUT = sys.argv[1], sys.argv[2]
-if MODE in ("mirrored", "mirrored-fit"):
+if MODE == "mirrored":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -122,11 +122,6 @@ def fit_several_epochs():
             **{f"traced/{loop}": np.array(count) for loop, count in traced.items()}}
 
 
-if MODE == "mirrored-fit":
-    np.savez(OUT + ".partial.npz", **fit_several_epochs())
-    os.replace(OUT + ".partial.npz", OUT)
-    sys.exit(0)
-
 results = {}
 for name in HEADS:
     x, y, loss = data(name)
@@ -157,6 +152,8 @@ for name in HEADS:
             results[f"{name}/predicted/{key}"] = predicted[key]
             results[f"{name}/called/{key}"] = called[key].numpy()
 results["replicas"] = np.array(strategy.num_replicas_in_sync)
+if MODE == "mirrored":  # in the same process: one TensorFlow start for both tests of MirroredStrategy
+    results.update({f"fit/{key}": value for key, value in fit_several_epochs().items()})
 temporary = OUT + ".partial.npz"
 np.savez(temporary, **results)
 os.replace(temporary, OUT)
