@@ -175,6 +175,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-len", type=int, default=64, help="max_position_embeddings and --max-seq-length")
     parser.add_argument("--act-epsilon", type=float, default=0.01)
     parser.add_argument("--ponder-penalty", type=float, default=5e-4)
+    parser.add_argument("--ponder-warmup-steps", type=int, default=0,
+                        help="ramp tau linearly from 0 over the first N steps (act pretrain --ponder-warmup-steps)")
     parser.add_argument("--halting-bias", type=float, default=-1.0)
     parser.add_argument("--halting-init-std", type=float, default=0.1)
     parser.add_argument("--halting-lr-scale", type=float, default=0.0)
@@ -222,7 +224,9 @@ def main(argv=None) -> int:
         "act", "pretrain", str(corpus), str(run_dir), "--config", str(config_file), "--tokenizer", str(tokenizer),
         "--max-seq-length", str(args.max_len), "--dupe-factor", str(args.dupe_factor),
         "--halting-bias", str(args.halting_bias), "--halting-init-std", str(args.halting_init_std),
-        "--halting-lr-scale", str(args.halting_lr_scale), "--cache-dir", str(work / "cache"),
+        "--halting-lr-scale", str(args.halting_lr_scale),
+        *(["--ponder-warmup-steps", str(args.ponder_warmup_steps)] if args.ponder_warmup_steps else []),
+        "--cache-dir", str(work / "cache"),
         "--eval-corpus", str(eval_corpus), "--max_steps", str(args.max_steps),
         "--per_device_train_batch_size", str(args.batch_size), "--learning_rate", str(args.learning_rate),
         "--adam_beta2", "0.98", "--adam_epsilon", "1e-6", "--weight_decay", "0.01", "--warmup_steps",

@@ -875,3 +875,43 @@ def test_pretrain_demo_recipe_writes_only_its_own_directories(tmp_path):
     assert not run.exists()
     recipe.install(foreign / "config.json", tmp_path / "ours")
     assert (tmp_path / "ours" / "config.json").read_text() == "{}" and len(list((tmp_path / "ours").iterdir())) == 2
+
+
+def test_pretrain_ponder_warmup_ramps_tau_in_the_loss(tmp_path):
+    """--ponder-warmup-steps 4: step k's loss is MLM + SOP + tau * min(1, k/4) * ponder cost, read back from the logged
+    losses of each step; the saved config has the full tau."""
+    corpus = write_corpus(tmp_path / "corpus.txt", lines=80)
+    out = tmp_path / "out"
+    tau, warmup, steps = 1e-2, 4, 6
+    result = run_cli("pretrain", corpus, out, "--config", write_config(tmp_path / "config.json"), "--tokenizer",
+                     write_tokenizer(tmp_path / "tok"), "--cache-dir", tmp_path / "cache", "--max_steps", steps,
+                     "--per_device_train_batch_size", 4, "--learning_rate", 1e-3, "--logging_steps", 1,
+                     "--halting_bias", -1.0, "--halting_init_std", 0.3, "--ponder_penalty", tau,
+                     "--ponder-warmup-steps", warmup, "--save_strategy", "no", "--report_to", "none", "--use_cpu",
+                     "--disable_tqdm", "true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    logs = [entry for entry in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in entry]
+    assert [entry["step"] for entry in logs] == list(range(1, steps + 1))
+    for entry in logs:
+        k = entry["step"] - 1
+        ponder_term = entry["loss"] - entry["mlm_loss"] - entry["sop_loss"]
+        assert entry["ponder_cost"] > 10  # so that the ramp's values are told apart
+        assert ponder_term == pytest.approx(tau * min(1.0, k / warmup) * entry["ponder_cost"], abs=2e-3), entry
+    assert json.loads((out / "config.json").read_text())["ponder_penalty"] == tau
+    assert json.loads((out / "act_training.json").read_text())["pretrain"]["ponder_warmup_steps"] == warmup
+
+
+def test_ponder_warmup_callback_rejects_bad_settings(tmp_path):
+    from act.training.callbacks import PonderWarmupCallback
+
+    assert [PonderWarmupCallback(2e-3, 4).penalty_at(k) for k in (0, 2, 4, 9)] == [0.0, 1e-3, 2e-3, 2e-3]
+    for steps in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="steps >= 1"):
+            PonderWarmupCallback(1e-3, steps)
+    with pytest.raises(ValueError, match="ponder_penalty"):
+        PonderWarmupCallback(float("nan"), 4)
+    result = run_cli("pretrain", write_corpus(tmp_path / "corpus.txt", lines=20), tmp_path / "out", "--config",
+                     write_config(tmp_path / "config.json"), "--tokenizer", write_tokenizer(tmp_path / "tok"),
+                     "--ponder-warmup-steps", -1, "--use_cpu", "--report_to", "none")
+    assert result.returncode == 1 and "--ponder_warmup_steps must be >= 0" in result.stderr
+    assert not (tmp_path / "out").exists() or not (tmp_path / "out" / "model.safetensors").exists()

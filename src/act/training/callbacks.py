@@ -176,3 +176,35 @@ class StepTimeCallback(TrainerCallback):
         steps, seconds = self.steps, self.seconds
         self.steps, self.seconds = 0, 0.0
         return steps, seconds
+
+
+class PonderWarmupCallback(TrainerCallback):
+    """Ramps the ponder penalty tau linearly from 0 to `ponder_penalty` over the first `steps` optimizer steps
+    (`act pretrain --ponder-warmup-steps N`): optimizer step k (0-based) trains with tau * min(1, k / steps), and the
+    model ends (`on_train_end`) with the full tau in its config. The penalty is the model's `config.ponder_penalty`,
+    which its forward reads at every call; a checkpoint saved during the warm-up records the tau of its step, and a
+    resumed run continues the ramp from its global step.
+
+    Why: a fresh model's task loss gains nothing from depth yet, so from the first step the ponder cost alone pushes
+    the halting unit to stop after one update, where R = 1 leaves it no gradient (an absorbing state). Without the
+    penalty for a while, the masked-LM gradient through the update weights can first make depth pay.
+    """
+
+    def __init__(self, ponder_penalty: float, steps: int):
+        if not (isinstance(ponder_penalty, (int, float)) and ponder_penalty >= 0 and np.isfinite(ponder_penalty)):
+            raise ValueError(f"ponder_penalty must be a finite number >= 0, got {ponder_penalty!r}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"the ponder warm-up needs steps >= 1, got {steps!r}")
+        self.ponder_penalty, self.steps = float(ponder_penalty), steps
+
+    def penalty_at(self, step: int) -> float:
+        """tau at (0-based) optimizer step `step`."""
+        return self.ponder_penalty * min(1.0, step / self.steps)
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            getattr(model, "module", model).config.ponder_penalty = self.penalty_at(state.global_step)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            getattr(model, "module", model).config.ponder_penalty = self.ponder_penalty

@@ -41,6 +41,8 @@ class PretrainArguments:
         "help": "passes over the corpus with different random pairs (masks are drawn anew every epoch anyway)"})
     ponder_penalty: float | None = field(default=None, metadata={
         "help": "tau, the weight of the ponder cost (default: the config's ponder_penalty)"})
+    ponder_warmup_steps: int = field(default=0, metadata={
+        "help": "ramp tau linearly from 0 over the first N optimizer steps (0: the full tau from the start)"})
     lamb: bool = field(default=False, metadata={
         "help": "optimise with LAMB (act.training.lamb) instead of --optim; uses --learning_rate, --adam_beta1/2, "
                 "--adam_epsilon, --weight_decay"})
@@ -128,7 +130,7 @@ def default_cache_dir() -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from .args import split_namespace
-    from .callbacks import HaltingStatsCallback
+    from .callbacks import HaltingStatsCallback, PonderWarmupCallback
     from .common import check_output_dir, command_line, save_final, write_marker
     from .data import NgramMaskingCollator, PairSettings, build_pairs, premask, tokenize_corpus
     from .trainer import ActTrainer
@@ -141,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(out, (options.from_model, options.tokenizer))
     corpus = [path for path in positional.corpus.split(",") if path]
 
+    if options.ponder_warmup_steps < 0:
+        raise ValueError(f"--ponder_warmup_steps must be >= 0, got {options.ponder_warmup_steps}")
     model, tokenizer, spiece = build_model(options, training.seed)
     max_length = options.max_seq_length or model.config.max_position_embeddings
     if max_length > model.config.max_position_embeddings:
@@ -175,7 +179,10 @@ def run(args: argparse.Namespace) -> int:
         write_marker(out, command_line(args), {"pretrain": asdict(options), "corpus": corpus, "pairs": len(train_pairs),
                       "max_seq_length": max_length})
     trainer = ActTrainer(model=model, args=training, train_dataset=train_pairs, eval_dataset=eval_pairs,
-                         data_collator=collator, processing_class=tokenizer, callbacks=[HaltingStatsCallback()],
+                         data_collator=collator, processing_class=tokenizer,
+                         callbacks=[HaltingStatsCallback(), *([PonderWarmupCallback(
+                             model.config.ponder_penalty, options.ponder_warmup_steps)]
+                             if options.ponder_warmup_steps else [])],
                          lamb=options.lamb, halting_lr_scale=options.halting_lr_scale)
     result = trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
     save_final(trainer, tokenizer, out, spiece)
