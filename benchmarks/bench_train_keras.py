@@ -49,7 +49,7 @@ SIZES = {
     "medium": dict(hidden_size=512, num_attention_heads=8, intermediate_size=2048, embedding_size=128,
                    num_hidden_layers=12, batch=8, seq=128, bias=-1.0, gain=1.0),
 }
-VARIANTS = ("fast-graph", "dense-graph", "dense-xla")
+VARIANTS = ("fast-graph", "dense-graph", "fast-xla", "dense-xla")
 PONDER_PENALTY = 2.5e-4  # the paper's tau for base
 
 
