@@ -36,9 +36,12 @@ from .ops import (
     embedding_table,
     fill_history,
     get_activation,
+    in_xla_context,
     layer_norm,
     loss_dtype,
     projection,
+    recomputed,
+    variable_values,
 )
 
 
@@ -211,6 +214,7 @@ class TFAlbertActEncoder(Layer):
     # the inference loop's halvings (a phase costs one while loop, not a branch per iteration), down to 1/16 for the
     # tail of tokens running to the cap (benchmarks/bench_train_keras.py)
     TRAIN_CAPACITIES = ((1, 1), (3, 4), (1, 2), (3, 8), (1, 4), (1, 8), (1, 16))
+    TRAIN_RECOMPUTE_UNDER_XLA = True  # see forward_fast_train (False: keep the activations, for benchmarks)
 
     def __init__(self, config: AlbertActConfig, **kwargs):
         super().__init__(config, **kwargs)
@@ -361,6 +365,13 @@ class TFAlbertActEncoder(Layer):
         generator = layer.dropout if rates[0] > 0 else attention.attention_dropout
         seed = tf.cast(generator.seed_generator.next(), tf.int32) if max(rates) > 0 else None
 
+        # Under XLA the gradient of a while loop keeps each saved activation in a buffer sized for the whole cap, in
+        # every phase (4.1x the dense loop's memory at the medium size): there the layer is recomputed in the
+        # backward pass (`recomputed`), which keeps only its inputs (and was faster there too)
+        recompute = self.TRAIN_RECOMPUTE_UNDER_XLA and in_xla_context()
+        weights = layer.trainable_variables
+        weight_values = variable_values(weights) if recompute else []
+
         def capacity(table, phase):  # of phase `phase` for a (batch, seq, hidden) table: ceil(batch * seq * fraction)
             shape = tf.shape(table)
             numerator, denominator = self.TRAIN_CAPACITIES[phase]
@@ -372,8 +383,14 @@ class TFAlbertActEncoder(Layer):
             where = tf.stack([index // length, index % length], -1)  # (capacity, 2) positions in (batch, seq)
             states = tf.gather_nd(hidden, where)[None]  # (1, capacity, hidden)
             step_seed = None if seed is None else seed + tf.stack([step, 0])
-            output, probability = layer.forward_running(states, keys, values, additive_mask, packing, training=True,
-                                                        seed=step_seed)
+
+            def run_layer(states, keys, values):
+                return layer.forward_running(states, keys, values, additive_mask, packing, training=True, seed=step_seed)
+
+            if recompute:
+                output, probability = recomputed(run_layer, weights, states, keys, values, *weight_values)
+            else:
+                output, probability = run_layer(states, keys, values)
             # as in forward_fast: a token that is not gathered has probability 0 (it is not running)
             probability = tf.tensor_scatter_nd_update(tf.zeros_like(state[0]), where,
                                                       tf.cast(probability[0], state[0].dtype))
