@@ -59,7 +59,7 @@ class Spy:
 def step_function(model, mode, **knob):
     """outputs and gradients (every trainable variable) of a loss on last_hidden_state, pooler_output and the
     ponder cost, with ``training=True``; `mode`: eager, graph (tf.function), dynamic (tf.function traced with an
-    unknown batch and length, as `fit` on a dataset traces) or xla (jit_compile=True)."""
+    unknown batch and length, as `fit` on a dataset traces), xla (jit_compile=True) or xla-dynamic (both)."""
 
     def run(inputs):
         with tf.GradientTape() as tape:
@@ -74,7 +74,8 @@ def step_function(model, mode, **knob):
         return run
     signature = [{name: tf.TensorSpec((None, None), tf.int32) for name in ("input_ids", "attention_mask",
                                                                             "token_type_ids")}]
-    return tf.function(run, jit_compile=mode == "xla", input_signature=signature if mode == "dynamic" else None)
+    return tf.function(run, jit_compile=mode.startswith("xla"),
+                       input_signature=signature if mode.endswith("dynamic") else None)
 
 
 def assert_same_step(fast, dense, reference=None, valid=None, tol=TOL):
@@ -174,7 +175,7 @@ def three_phases(monkeypatch):
 
 
 @pytest.mark.parametrize("mode, regime, padding, knob", [
-    ("xla", "mixed", "allpad", {}),
+    ("xla-dynamic", "mixed", "allpad", {}),  # as `fit` traces under XLA
     ("dynamic", "mixed", "ragged", dict(act_epsilon=0.05, max_iterations=4)),
 ])
 def test_tf_fast_train_equals_dense_compiled(mode, regime, padding, knob, monkeypatch, three_phases):

@@ -385,7 +385,12 @@ class TFAlbertActEncoder(Layer):
             step_seed = None if seed is None else seed + tf.stack([step, 0])
 
             def run_layer(states, keys, values):
-                return layer.forward_running(states, keys, values, additive_mask, packing, training=True, seed=step_seed)
+                # sizes read from `keys` here, not taken from the loop body: recomputed in the backward pass, they must
+                # stay compile-time constants under XLA
+                sizes = tuple(int(size) if size is not None else tf.shape(keys)[axis]
+                              for axis, size in enumerate(keys.shape[:2]))
+                return layer.forward_running(states, keys, values, additive_mask, (index, sizes), training=True,
+                                             seed=step_seed)
 
             if recompute:
                 output, probability = recomputed(run_layer, weights, states, keys, values, *weight_values)
