@@ -366,7 +366,7 @@ class TFAlbertActEncoder(Layer):
         seed = tf.cast(generator.seed_generator.next(), tf.int32) if max(rates) > 0 else None
 
         # Under XLA the gradient of a while loop keeps each saved activation in a buffer sized for the whole cap, in
-        # every phase (4.1x the dense loop's memory at the medium size): there the layer is recomputed in the
+        # every phase (4.5x the dense loop's memory at the medium size): there the layer is recomputed in the
         # backward pass (`recomputed`), which keeps only its inputs (and was faster there too)
         recompute = self.TRAIN_RECOMPUTE_UNDER_XLA and in_xla_context()
         weights = layer.trainable_variables
