@@ -9,8 +9,9 @@ for the variants
 - ``fast-graph`` / ``dense-graph``  the fast training loop (`forward_fast_train`, the default of `fit`) / the
                                   dense loop (``act_fast_path = False``), Keras' `tf.function` train function
                                   without XLA (``jit_compile=False``)
-- ``dense-xla``                   the dense loop compiled with XLA (``jit_compile=True``), which is what `fit`
-                                  runs under XLA (`forward_fast_train` is not taken there, see its docstring)
+- ``fast-xla`` / ``dense-xla``     the same two loops compiled with XLA (``jit_compile=True``; `fit` takes the fast
+                                  one there too, recomputing the layer in the backward pass, see
+                                  `forward_fast_train`)
 
 The weights and the halting spread are bench_act's (`--size base`: hidden 768, cap 24, mean about 9 updates with
 a tail to the cap; `--bias` / `--gain` change it); `--size medium` is hidden 512, 8 heads, cap 12. Adam with a
@@ -49,7 +50,7 @@ SIZES = {
     "medium": dict(hidden_size=512, num_attention_heads=8, intermediate_size=2048, embedding_size=128,
                    num_hidden_layers=12, batch=8, seq=128, bias=-1.0, gain=1.0),
 }
-VARIANTS = ("fast-graph", "dense-graph", "dense-xla")
+VARIANTS = ("fast-graph", "dense-graph", "fast-xla", "dense-xla")
 PONDER_PENALTY = 2.5e-4  # the paper's tau for base
 
 

@@ -1,7 +1,7 @@
 """The Keras fast training loop (`TFAlbertActEncoder.forward_fast_train`, the default of ``training=True`` and so of
-`fit`, except under XLA) against the dense loop: the same updates, the same outputs and the same gradients
-(float64), on the parity cases, with the compute knob, eagerly and in `tf.function` (static and unknown shapes); the
-float64 oracle referees the counts.
+`fit`, with XLA or without) against the dense loop: the same updates, the same outputs and the same gradients
+(float64), on the parity cases, with the compute knob, eagerly, in `tf.function` (static and unknown shapes) and
+under XLA; the float64 oracle referees the counts.
 Dropout, mixed precision and which loop runs when. Time and memory are measured in benchmarks/bench_train_keras.py.
 """
 
@@ -16,6 +16,7 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 from act import AlbertActConfig  # noqa: E402
 from act.tf import TFAlbertActModel  # noqa: E402
+from act.tf.modeling import TFAlbertActEncoder  # noqa: E402
 
 TOL = 1e-10  # float64 (ACT_SEMANTICS.md "Parity")
 
@@ -58,7 +59,7 @@ class Spy:
 def step_function(model, mode, **knob):
     """outputs and gradients (every trainable variable) of a loss on last_hidden_state, pooler_output and the
     ponder cost, with ``training=True``; `mode`: eager, graph (tf.function), dynamic (tf.function traced with an
-    unknown batch and length, as `fit` on a dataset traces) or xla (jit_compile=True)."""
+    unknown batch and length, as `fit` on a dataset traces), xla (jit_compile=True) or xla-dynamic (both)."""
 
     def run(inputs):
         with tf.GradientTape() as tape:
@@ -73,7 +74,8 @@ def step_function(model, mode, **knob):
         return run
     signature = [{name: tf.TensorSpec((None, None), tf.int32) for name in ("input_ids", "attention_mask",
                                                                             "token_type_ids")}]
-    return tf.function(run, jit_compile=mode == "xla", input_signature=signature if mode == "dynamic" else None)
+    return tf.function(run, jit_compile=mode.startswith("xla"),
+                       input_signature=signature if mode.endswith("dynamic") else None)
 
 
 def assert_same_step(fast, dense, reference=None, valid=None, tol=TOL):
@@ -127,11 +129,11 @@ def capacities_used(monkeypatch, model):
     return sizes
 
 
-@pytest.mark.parametrize("seed, bias, gain, phases", [(1, 1.0, 1.5, 4), (2, 2.0, 2.5, 3)])
+@pytest.mark.parametrize("seed, bias, gain, phases", [(1, 1.0, 1.5, 5), (2, 2.0, 2.5, 4)])
 def test_tf_fast_train_runs_every_capacity_and_equals_dense(seed, bias, gain, phases, monkeypatch):
     """Ragged rows and a spread of halting: most tokens stop after two or three iterations, a few run to the cap,
-    so the loop passes through the capacities (phases: all tokens, 1/2, 1/4, 1/8 of them); each iteration gathers
-    the smallest capacity that holds the running tokens, and the gradients equal the dense loop's."""
+    so the loop passes through the capacities (phases: all tokens, 3/4, 1/2, ... 1/16 of them); each iteration
+    gathers the smallest capacity that holds the running tokens, and the gradients equal the dense loop's."""
     config, _, state = cases.build_pt_model("mixed", seed=seed)
     rng = np.random.default_rng(seed)
     key = "encoder.albert_layer.act.dense."
@@ -147,7 +149,8 @@ def test_tf_fast_train_runs_every_capacity_and_equals_dense(seed, bias, gain, ph
     result = step_function(fast, "eager")(tf_inputs(ids, mask, types))
     assert_same_step(result, step_function(dense, "eager")(tf_inputs(ids, mask, types)), reference)
     tokens = ids.size
-    capacities = [tokens, (tokens + 1) // 2, (tokens + 3) // 4, (tokens + 7) // 8]
+    capacities = [-(-tokens * num // den) for num, den in fast.encoder.TRAIN_CAPACITIES]  # ceil(tokens * fraction)
+    assert capacities == [133, 100, 67, 50, 34, 17, 9]  # all, 3/4, 1/2, 3/8, 1/4, 1/8, 1/16 of 7 x 19
     running = [int((reference["updates"] > step).sum()) for step in range(int(reference["updates"].max()))]
     assert sizes == [min(size for size in capacities if size >= count) for count in running]
     assert len(set(sizes)) == phases and len(sizes) == config.num_hidden_layers
@@ -163,11 +166,19 @@ def test_tf_fast_train_honours_the_compute_knob(knob):
     assert result[0]["updates"].numpy().max() <= knob.get("max_iterations", config.num_hidden_layers)
 
 
+@pytest.fixture
+def three_phases(monkeypatch):
+    """Tracing costs about a second per phase in a graph and several seconds under XLA (each phase is a while loop
+    with its gradient): the compiled tests run three chained phases (all tokens, 1/2, 1/8; chained loops and their
+    gradients are what XLA must handle); the eager tests above run the full schedule."""
+    monkeypatch.setattr(TFAlbertActEncoder, "TRAIN_CAPACITIES", ((1, 1), (1, 2), (1, 8)))
+
+
 @pytest.mark.parametrize("mode, regime, padding, knob", [
-    ("graph", "mixed", "allpad", {}),
+    ("xla-dynamic", "mixed", "allpad", {}),  # as `fit` traces under XLA
     ("dynamic", "mixed", "ragged", dict(act_epsilon=0.05, max_iterations=4)),
 ])
-def test_tf_fast_train_equals_dense_compiled(mode, regime, padding, knob, monkeypatch):
+def test_tf_fast_train_equals_dense_compiled(mode, regime, padding, knob, monkeypatch, three_phases):
     config, state, fast, dense = tf_pair(regime, 2, hidden_act="gelu_new")
     ids, mask, types = cases.make_inputs(seed=5, batch=5, length=14, padding=padding)
     reference = (reference_for(config, state, ids, mask, types, **knob) if knob
@@ -179,7 +190,7 @@ def test_tf_fast_train_equals_dense_compiled(mode, regime, padding, knob, monkey
     assert len(np.unique(reference["updates"][mask > 0])) >= 2
 
 
-def test_tf_fast_train_dropout_is_active_and_compiles(monkeypatch):
+def test_tf_fast_train_dropout_is_active_and_compiles(monkeypatch, three_phases):
     """With dropout on: masks drawn statelessly per iteration and site (`act.tf.ops.dropout`, no random state
     updated inside the loops): two training calls differ, from each other and from inference (deterministic), the
     gradients are finite, eagerly and in a graph; without dropout the same step as the dense loop (above)."""
@@ -210,7 +221,7 @@ def test_tf_fast_train_dropout_is_active_and_compiles(monkeypatch):
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_tf_fast_train_in_mixed_precision(policy, monkeypatch):
+def test_tf_fast_train_in_mixed_precision(policy, monkeypatch, three_phases):
     """float16 / bfloat16 layers, a float32 halting state (ACT_SEMANTICS.md "Halting dtype"); `fit` with Keras'
     loss scaling (mixed_float16) trains through the fast loop."""
     config, state, fast, dense = tf_pair("step1", 8, dtype=policy)
@@ -244,9 +255,9 @@ def test_tf_fast_train_in_mixed_precision(policy, monkeypatch):
     assert np.isfinite(history["loss"]).all() and history["loss"][-1] < history["loss"][0]
 
 
-def test_tf_which_loop_when_training(monkeypatch):
-    """training=True: the fast training loop, also on shapes unknown when traced; hidden states or attention maps,
-    XLA (see `forward_fast_train`) or act_fast_path=False: the dense loop; inference: the inference fast loop."""
+def test_tf_which_loop_when_training(monkeypatch, three_phases):
+    """training=True: the fast training loop, also on shapes unknown when traced and under XLA; hidden states or
+    attention maps, or act_fast_path=False: the dense loop; inference: the inference fast loop."""
     config, state, fast, dense = tf_pair("mixed", 0, dtype="float32")
     ids, mask, types = cases.make_inputs(seed=1, batch=3, length=9)
     inputs = tf_inputs(ids, mask, types)
@@ -257,9 +268,9 @@ def test_tf_which_loop_when_training(monkeypatch):
     fast(inputs, training=True, output_attentions=True)
     tf.function(lambda x: fast(x, training=True), input_signature=fast.serving_input_signature())(inputs)
     tf.function(fast, input_signature=fast.serving_input_signature())(inputs)
-    tf.function(lambda x: fast(x, training=True), jit_compile=True)(inputs)  # XLA training: the dense loop
+    tf.function(lambda x: fast(x, training=True), jit_compile=True)(inputs)  # XLA training: the fast loop too
     assert spy.calls == ["forward_fast_train", "forward_fast", "forward_dense", "forward_dense",
-                         "forward_fast_train", "forward_dense", "forward_dense"]
+                         "forward_fast_train", "forward_dense", "forward_fast_train"]
     spy = Spy(monkeypatch, dense.encoder)
     dense(inputs, training=True)
     assert spy.calls == ["forward_dense"]

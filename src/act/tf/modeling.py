@@ -40,6 +40,8 @@ from .ops import (
     layer_norm,
     loss_dtype,
     projection,
+    recomputed,
+    variable_values,
 )
 
 
@@ -199,14 +201,20 @@ class TFAlbertActEncoder(Layer):
       running token, gathers that many tokens (running ones first, `pack_running`), runs the layer's
       `forward_running` on them and scatters the results back. Keys/values of every token are kept in a cache
       refreshed only for the gathered tokens; the attention core itself (a few % of the layer) stays dense;
-    - the fast training loop (`forward_fast_train`, the default of ``training=True``, so of `fit`, except under
-      XLA): the same capacities, differentiable, with dropout, on any shape (see its docstring).
+    - the fast training loop (`forward_fast_train`, the default of ``training=True``, so of `fit`, with XLA or
+      without): finer static capacities as chained phases, differentiable, with dropout, on any shape (see its
+      docstring).
 
     The dense loop returns `num_hidden_layers + 1` hidden states and `num_hidden_layers` attention maps when asked
     for, in every execution mode: entries after the loop ended repeat the final state and are all-zero maps.
     """
 
     FAST_BUCKETS = 4
+    # The capacities of the training loop's phases, as fractions (numerator, denominator) of batch * seq: finer than
+    # the inference loop's halvings (a phase costs one while loop, not a branch per iteration), down to 1/16 for the
+    # tail of tokens running to the cap (benchmarks/bench_train_keras.py)
+    TRAIN_CAPACITIES = ((1, 1), (3, 4), (1, 2), (3, 8), (1, 4), (1, 8), (1, 16))
+    TRAIN_RECOMPUTE_UNDER_XLA = True  # see forward_fast_train (False: keep the activations, for benchmarks)
 
     def __init__(self, config: AlbertActConfig, **kwargs):
         super().__init__(config, **kwargs)
@@ -217,12 +225,11 @@ class TFAlbertActEncoder(Layer):
 
     def use_fast_path(self, hidden, output_hidden_states=False, output_attentions=False, training=None) -> bool:
         """Whether `call` takes a fast loop (see the class docstring): the training one for ``training=True``
-        (any shape; not under XLA, see `forward_fast_train`), the inference one for a batch and length known when
-        traced."""
+        (any shape, with or without XLA), the inference one for a batch and length known when traced."""
         if not self.config.act_fast_path or output_hidden_states or output_attentions:
             return False
         if training:
-            return not in_xla_context()
+            return True
         return hidden.shape[0] is not None and hidden.shape[1] is not None
 
     def call(self, embeddings, attention_mask, output_hidden_states=False, output_attentions=False, training=None,
@@ -333,22 +340,19 @@ class TFAlbertActEncoder(Layer):
                 "hidden_states": None, "attentions": None}
 
     def forward_fast_train(self, hidden, attention_mask, threshold=None, cap=None):
-        """The fast ACT loop for training (`call` with ``training=True``, so `fit`): differentiable, dropout on.
+        """The fast ACT loop for training (`call` with ``training=True``, so `fit`, with or without XLA):
+        differentiable, dropout on.
 
-        The same static capacities as `forward_fast` (all tokens, 1/2, 1/4, 1/8), but as phases rather than a
-        `tf.switch_case` per iteration: the running set only shrinks, so phase k is a `tf.while_loop` that gathers
-        capacity k while more tokens run than capacity k + 1 holds, and the next phase continues from its state. No
-        conditional branch inside a loop: under XLA the gradient of a branch would store every branch's activations
-        (zeros for the ones not taken) at every iteration. Each loop has static shapes, so autograd stores only the
-        activations of the gathered tokens (plus the keys/values cache and the dense attention core); the gradient
-        of a halted token reaches its frozen state through the keys/values computed from it. The capacities are
-        read from the shape, so a batch or length unknown when traced (`fit` on a dataset) works too; same
-        bookkeeping and operation order as `forward_dense`, so with dropout off the same updates and gradients.
-
-        Not taken under XLA (`use_fast_path`): it compiles and runs there when called directly, but inside Keras'
-        `fit` train function the tf2xla bridge fails on the gradients of the chained while loops for some models
-        ("Propagate: Cannot find body function ..._grad_..._const_0 for While node"), so XLA training keeps the
-        dense loop."""
+        Static capacities (`TRAIN_CAPACITIES`: all tokens, 3/4, 1/2, 3/8, 1/4, 1/8, 1/16 of them) as phases rather
+        than a `tf.switch_case` per iteration: the running set only shrinks, so phase k is a `tf.while_loop` (bounded
+        by the cap, as XLA's gradient needs) that gathers capacity k while more tokens run than capacity k + 1 holds,
+        and the next phase continues from its state. No conditional branch inside a loop: under XLA the gradient of a
+        branch would store every branch's activations (zeros for the ones not taken) at every iteration. Each loop
+        has static shapes, so autograd stores only the activations of the gathered tokens (plus the keys/values
+        cache and the dense attention core); the gradient of a halted token reaches its frozen state through the
+        keys/values computed from it. The capacities are read from the shape, so a batch or length unknown when
+        traced (`fit` on a dataset) works too (compile-time constants under XLA); same bookkeeping and operation
+        order as `forward_dense`, so with dropout off the same updates and gradients."""
         additive_mask = self.additive_mask(hidden, attention_mask)
         cap = int(self.config.num_hidden_layers if cap is None else cap)
         threshold = self.config.halting_threshold if threshold is None else threshold
@@ -361,9 +365,17 @@ class TFAlbertActEncoder(Layer):
         generator = layer.dropout if rates[0] > 0 else attention.attention_dropout
         seed = tf.cast(generator.seed_generator.next(), tf.int32) if max(rates) > 0 else None
 
-        def capacity(table, phase):  # capacity `phase` for a (batch, seq, hidden) table: ceil(batch * seq / 2^phase)
+        # Under XLA the gradient of a while loop keeps each saved activation in a buffer sized for the whole cap, in
+        # every phase (4.5x the dense loop's memory at the medium size): there the layer is recomputed in the
+        # backward pass (`recomputed`), which keeps only its inputs (and was faster there too)
+        recompute = self.TRAIN_RECOMPUTE_UNDER_XLA and in_xla_context()
+        weights = layer.trainable_variables
+        weight_values = variable_values(weights) if recompute else []
+
+        def capacity(table, phase):  # of phase `phase` for a (batch, seq, hidden) table: ceil(batch * seq * fraction)
             shape = tf.shape(table)
-            return (shape[0] * shape[1] + 2**phase - 1) // 2**phase
+            numerator, denominator = self.TRAIN_CAPACITIES[phase]
+            return (shape[0] * shape[1] * numerator + denominator - 1) // denominator
 
         def iteration(phase, step, hidden, keys, values, *state):
             index, packing = self.pack_running(halting.running(state[0]), capacity(hidden, phase))
@@ -371,12 +383,28 @@ class TFAlbertActEncoder(Layer):
             where = tf.stack([index // length, index % length], -1)  # (capacity, 2) positions in (batch, seq)
             states = tf.gather_nd(hidden, where)[None]  # (1, capacity, hidden)
             step_seed = None if seed is None else seed + tf.stack([step, 0])
-            output, probability = layer.forward_running(states, keys, values, additive_mask, packing, training=True,
-                                                        seed=step_seed)
+
+            def run_layer(states, keys, values):
+                # sizes read from `keys` here, not taken from the loop body: recomputed in the backward pass, they must
+                # stay compile-time constants under XLA
+                sizes = tuple(int(size) if size is not None else tf.shape(keys)[axis]
+                              for axis, size in enumerate(keys.shape[:2]))
+                return layer.forward_running(states, keys, values, additive_mask, (index, sizes), training=True,
+                                             seed=step_seed)
+
+            if recompute:
+                output, probability = recomputed(run_layer, weights, states, keys, values, *weight_values)
+            else:
+                output, probability = run_layer(states, keys, values)
             # as in forward_fast: a token that is not gathered has probability 0 (it is not running)
             probability = tf.tensor_scatter_nd_update(tf.zeros_like(state[0]), where,
                                                       tf.cast(probability[0], state[0].dtype))
             *state, weight = halting.step(OPS, *state, probability, threshold)
+            # `updates` is piecewise constant (no gradient, ACT_SEMANTICS.md). Without the stop, its gradient would
+            # pass each gradient loop unchanged: a loop-invariant constant when the loss ignores the ponder cost,
+            # which tf2xla's constant propagation through the chained gradient loops fails on ("Cannot find body
+            # function ..._grad_..._const_0 for While node", tensorflow#122886)
+            state[2] = tf.stop_gradient(state[2])
             states = halting.update(OPS, states, output, tf.gather_nd(weight, where)[None])
             return (step + 1, tf.tensor_scatter_nd_update(hidden, where, states[0]),
                     tf.tensor_scatter_nd_update(keys, where, attention.key(states)[0]),
@@ -384,13 +412,13 @@ class TFAlbertActEncoder(Layer):
 
         def condition(phase, step, hidden, keys, values, *state):
             go = (step < cap) & halting.any_running(OPS, state[0], threshold)
-            if phase + 1 < self.FAST_BUCKETS:  # the last phase runs to the end
+            if phase + 1 < len(self.TRAIN_CAPACITIES):  # the last phase runs to the end
                 count = tf.reduce_sum(tf.cast(halting.running(state[0]), tf.int32))
                 go = go & (count > capacity(hidden, phase + 1))
             return go
 
         loop = (tf.constant(0), hidden, attention.key(hidden), attention.value(hidden), *state)
-        for phase in range(self.FAST_BUCKETS):
+        for phase in range(len(self.TRAIN_CAPACITIES)):
             loop = tf.while_loop(functools.partial(condition, phase), functools.partial(iteration, phase), loop,
                                  maximum_iterations=cap)
         _, hidden, _, _, *state = loop

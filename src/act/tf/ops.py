@@ -182,6 +182,46 @@ def dropout(layer, x, training, seed=None):
     return tf.nn.experimental.stateless_dropout(x, rate=layer.rate, seed=seed)
 
 
+def variable_values(variables) -> list:
+    """The values of Keras variables as tensors of their own dtype (no mixed-precision autocast)."""
+    from keras.src.backend.common.variables import AutocastScope  # (Keras has no public way to suspend it)
+
+    with AutocastScope(None):
+        return [tf.convert_to_tensor(variable) for variable in variables]
+
+
+def recomputed(function, variables, *inputs):
+    """`function(*inputs[:-len(variables)])` whose backward pass recomputes it instead of keeping its activations,
+    the trailing inputs being the values of `variables` (read once, as tensors): `tf.recompute_grad` cannot read
+    variables inside a while loop's gradient, so the values are passed in and mapped onto the variables with
+    `keras.StatelessScope`. Used by the fast training loop under XLA, where a while loop's gradient keeps every
+    saved activation in a buffer sized for the whole iteration cap."""
+    count = len(variables)
+    tensors, values = list(inputs[:len(inputs) - count]), list(inputs[len(inputs) - count:])
+
+    def run(args, weights):
+        with keras.StatelessScope(state_mapping=list(zip(variables, weights))):
+            return function(*args)
+
+    @tf.custom_gradient
+    def forward(*flat):
+        outputs = run(flat[:len(tensors)], flat[len(tensors):])
+
+        def backward(*upstream):
+            # copies made here: in a graph the backward pass reads the inputs through captures, which a tape
+            # watching the forward tensors themselves would not connect
+            copies = [tf.identity(t) for t in flat]
+            with tf.GradientTape() as tape:
+                tape.watch(copies)
+                again = run(copies[:len(tensors)], copies[len(tensors):])
+            return tape.gradient(again, copies, output_gradients=list(upstream),
+                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+        return outputs, backward
+
+    return forward(*tensors, *values)
+
+
 # -- losses ------------------------------------------------------------------------------------------------------
 
 def loss_dtype(logits) -> str:
@@ -233,5 +273,5 @@ def fill_history(array, size: int, written, fill=None) -> tuple:
 
 __all__ = ["OPS", "IGNORE_INDEX", "gelu", "gelu_new", "get_activation", "additive_mask_value",
            "initializer", "projection", "dense", "layer_norm", "embedding", "embedding_table", "Weight",
-           "build_sublayers", "Layer", "in_xla_context", "dropout",
+           "build_sublayers", "Layer", "in_xla_context", "dropout", "recomputed", "variable_values",
            "loss_dtype", "cross_entropy", "fill_history"]
