@@ -16,6 +16,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -50,3 +52,22 @@ def pytest_collection_finish(session):
 
     gc.collect()
     gc.freeze()
+
+
+# The Keras fast training loop's schedule of capacity phases (TFAlbertActEncoder.TRAIN_CAPACITIES) is a speed knob:
+# with dropout off every schedule gives the dense loop's updates and gradients (tests/test_tf_fast_train.py checks
+# the default one, phase by phase). Each phase is a while loop with its gradient to trace, a second in a graph and
+# several under XLA, so the modules that `fit` Keras heads for other reasons (heads, export, conventions,
+# validation) train with three phases (all tokens, 1/2, 1/8: still chained loops and their gradients). Tests that run
+# the documentation's code (names with "readme") keep the default schedule, as a user gets it.
+SHORT_TRAINING_SCHEDULE = ((1, 1), (1, 2), (1, 8))
+
+
+@pytest.fixture
+def short_training_schedule(request, monkeypatch):
+    """Used by a module as `pytestmark = pytest.mark.usefixtures("short_training_schedule")`."""
+    if "readme" in request.node.name:
+        return
+    from act.tf.modeling import TFAlbertActEncoder
+
+    monkeypatch.setattr(TFAlbertActEncoder, "TRAIN_CAPACITIES", SHORT_TRAINING_SCHEDULE)

@@ -14,6 +14,7 @@ import oracle
 from act import AlbertActConfig
 
 tf = pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.usefixtures("short_training_schedule")  # conftest.py: three training phases
 keras = pytest.importorskip("keras")
 ml_dtypes = pytest.importorskip("ml_dtypes")
 import act.tf as tfm  # noqa: E402

@@ -9,6 +9,7 @@ import oracle
 from act import AlbertActConfig
 
 tf = pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.usefixtures("short_training_schedule")  # conftest.py: three training phases
 keras = pytest.importorskip("keras")
 import act.tf as tf_models  # noqa: E402
 from act.tf import TFAlbertActModel  # noqa: E402

@@ -13,6 +13,7 @@ from act import AlbertActConfig
 from act.checkpoints import files, names
 
 tf = pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.usefixtures("short_training_schedule")  # conftest.py: three training phases
 keras = pytest.importorskip("keras")
 import act.pt as pt  # noqa: E402
 import act.tf as tfm  # noqa: E402

@@ -14,6 +14,7 @@ from alignment import misaligned
 from act.checkpoints import files, names
 
 tf = pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.usefixtures("short_training_schedule")  # conftest.py: three training phases
 keras = pytest.importorskip("keras")
 from act.tf import TFAlbertActModel  # noqa: E402
 

@@ -38,6 +38,14 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cases  # noqa: E402
 import act.tf as tf_models  # noqa: E402
+from act.tf.modeling import TFAlbertActEncoder  # noqa: E402
+
+# Three capacity phases, not the default seven: what is checked here is the distribution (the replicas' step equals
+# one device's, fit takes the fast loop), for which the phases are the same code; the default schedule's tracing
+# made this job the longest test of the suite (283 s of a 2-core CPU). tests/test_tf_fast_train.py checks every
+# phase of the default schedule against the dense loop, and the README's recipe (test_readme_multi_worker_recipe...)
+# trains with it under MultiWorkerMirroredStrategy.
+TFAlbertActEncoder.TRAIN_CAPACITIES = ((1, 1), (1, 2), (1, 8))
 from act import AlbertActConfig  # noqa: E402
 
 HEADS = os.environ.get("ACT_TEST_HEADS", "TFAlbertActForPreTraining,TFAlbertActForMaskedLM,"
