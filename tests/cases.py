@@ -12,6 +12,15 @@ TINY = dict(vocab_size=120, embedding_size=16, hidden_size=32, num_attention_hea
 # "mixed": tokens halt at different iterations.
 REGIMES = {"step1": (8.0, 0.0), "cap": (-8.0, 0.0), "mixed": (-1.5, 2.0), "default": (None, None)}
 
+# A short schedule of the Keras fast training loop's capacity phases (TFAlbertActEncoder.TRAIN_CAPACITIES): all
+# tokens, 1/2, 1/8. With dropout off every schedule gives the dense loop's updates and gradients
+# (tests/test_tf_fast_train.py checks the default one, phase by phase, eagerly); each phase is a while loop with its
+# gradient to trace, a second in a graph and several under XLA, so tests that trace training for other reasons run
+# this one (still chained loops and their gradients, which is what XLA must handle; three is the fewest that
+# reproduced the tf2xla failure on them). Used by the fixture `short_training_schedule` (conftest.py) and
+# tests/tf_distribute_job.py.
+SHORT_TRAINING_SCHEDULE = ((1, 1), (1, 2), (1, 8))
+
 
 def tiny_config_kwargs(**overrides):
     kwargs = dict(TINY)

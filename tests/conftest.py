@@ -54,20 +54,16 @@ def pytest_collection_finish(session):
     gc.freeze()
 
 
-# The Keras fast training loop's schedule of capacity phases (TFAlbertActEncoder.TRAIN_CAPACITIES) is a speed knob:
-# with dropout off every schedule gives the dense loop's updates and gradients (tests/test_tf_fast_train.py checks
-# the default one, phase by phase). Each phase is a while loop with its gradient to trace, a second in a graph and
-# several under XLA, so the modules that `fit` Keras heads for other reasons (heads, export, conventions,
-# validation) train with three phases (all tokens, 1/2, 1/8: still chained loops and their gradients). Tests that run
-# the documentation's code (names with "readme") keep the default schedule, as a user gets it.
-SHORT_TRAINING_SCHEDULE = ((1, 1), (1, 2), (1, 8))
-
-
 @pytest.fixture
 def short_training_schedule(request, monkeypatch):
-    """Used by a module as `pytestmark = pytest.mark.usefixtures("short_training_schedule")`."""
+    """Keras training with `cases.SHORT_TRAINING_SCHEDULE` (three capacity phases, not the default seven), for tests
+    that trace training for other reasons: the modules that `fit` Keras heads (heads, export, conventions,
+    validation, model) mark themselves `pytestmark = pytest.mark.usefixtures("short_training_schedule")`, and
+    tests/test_tf_fast_train.py's compiled tests ask for it. Tests that run the documentation's code (names with
+    "readme") keep the default schedule, as a user gets it."""
     if "readme" in request.node.name:
         return
+    import cases
     from act.tf.modeling import TFAlbertActEncoder
 
-    monkeypatch.setattr(TFAlbertActEncoder, "TRAIN_CAPACITIES", SHORT_TRAINING_SCHEDULE)
+    monkeypatch.setattr(TFAlbertActEncoder, "TRAIN_CAPACITIES", cases.SHORT_TRAINING_SCHEDULE)

@@ -166,19 +166,15 @@ def test_tf_fast_train_honours_the_compute_knob(knob):
     assert result[0]["updates"].numpy().max() <= knob.get("max_iterations", config.num_hidden_layers)
 
 
-@pytest.fixture
-def three_phases(monkeypatch):
-    """Tracing costs about a second per phase in a graph and several seconds under XLA (each phase is a while loop
-    with its gradient): the compiled tests run three chained phases (all tokens, 1/2, 1/8; chained loops and their
-    gradients are what XLA must handle); the eager tests above run the full schedule."""
-    monkeypatch.setattr(TFAlbertActEncoder, "TRAIN_CAPACITIES", ((1, 1), (1, 2), (1, 8)))
+# The compiled tests below run the short schedule (fixture short_training_schedule, conftest.py: tracing costs about
+# a second per phase in a graph and several seconds under XLA); the eager tests above run the default one.
 
 
 @pytest.mark.parametrize("mode, regime, padding, knob", [
     ("xla-dynamic", "mixed", "allpad", {}),  # as `fit` traces under XLA
     ("dynamic", "mixed", "ragged", dict(act_epsilon=0.05, max_iterations=4)),
 ])
-def test_tf_fast_train_equals_dense_compiled(mode, regime, padding, knob, monkeypatch, three_phases):
+def test_tf_fast_train_equals_dense_compiled(mode, regime, padding, knob, monkeypatch, short_training_schedule):
     config, state, fast, dense = tf_pair(regime, 2, hidden_act="gelu_new")
     ids, mask, types = cases.make_inputs(seed=5, batch=5, length=14, padding=padding)
     reference = (reference_for(config, state, ids, mask, types, **knob) if knob
@@ -190,7 +186,7 @@ def test_tf_fast_train_equals_dense_compiled(mode, regime, padding, knob, monkey
     assert len(np.unique(reference["updates"][mask > 0])) >= 2
 
 
-def test_tf_fast_train_dropout_is_active_and_compiles(monkeypatch, three_phases):
+def test_tf_fast_train_dropout_is_active_and_compiles(monkeypatch, short_training_schedule):
     """With dropout on: masks drawn statelessly per iteration and site (`act.tf.ops.dropout`, no random state
     updated inside the loops): two training calls differ, from each other and from inference (deterministic), the
     gradients are finite, eagerly and in a graph; without dropout the same step as the dense loop (above)."""
@@ -221,7 +217,7 @@ def test_tf_fast_train_dropout_is_active_and_compiles(monkeypatch, three_phases)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_tf_fast_train_in_mixed_precision(policy, monkeypatch, three_phases):
+def test_tf_fast_train_in_mixed_precision(policy, monkeypatch, short_training_schedule):
     """float16 / bfloat16 layers, a float32 halting state (ACT_SEMANTICS.md "Halting dtype"); `fit` with Keras'
     loss scaling (mixed_float16) trains through the fast loop."""
     config, state, fast, dense = tf_pair("step1", 8, dtype=policy)
@@ -255,7 +251,7 @@ def test_tf_fast_train_in_mixed_precision(policy, monkeypatch, three_phases):
     assert np.isfinite(history["loss"]).all() and history["loss"][-1] < history["loss"][0]
 
 
-def test_tf_which_loop_when_training(monkeypatch, three_phases):
+def test_tf_which_loop_when_training(monkeypatch, short_training_schedule):
     """training=True: the fast training loop, also on shapes unknown when traced and under XLA; hidden states or
     attention maps, or act_fast_path=False: the dense loop; inference: the inference fast loop."""
     config, state, fast, dense = tf_pair("mixed", 0, dtype="float32")

@@ -265,11 +265,11 @@ def test_ponder_cost_gradient_matches_pytorch():
 
 def test_fit_with_dropout_under_xla_updates_the_shared_layer(tmp_path, monkeypatch):
     """`fit` under XLA trains through the fast training loop. A functional model whose loss ignores the ponder cost
-    once failed to compile there (tf2xla on the chained phase loops' gradients, see `forward_fast_train`): three
-    phases (the fewest that failed) keep the compile short."""
+    once failed to compile there (tf2xla on the chained phase loops' gradients, see `forward_fast_train`): the
+    module's short schedule (three phases, the fewest that failed) keeps the compile short."""
     from act.tf.modeling import TFAlbertActEncoder
 
-    monkeypatch.setattr(TFAlbertActEncoder, "TRAIN_CAPACITIES", ((1, 1), (1, 2), (1, 8)))
+    assert TFAlbertActEncoder.TRAIN_CAPACITIES == cases.SHORT_TRAINING_SCHEDULE  # pytestmark above
     traced = []
     original = TFAlbertActEncoder.forward_fast_train
     monkeypatch.setattr(TFAlbertActEncoder, "forward_fast_train",

@@ -38,15 +38,15 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cases  # noqa: E402
 import act.tf as tf_models  # noqa: E402
+from act import AlbertActConfig  # noqa: E402
 from act.tf.modeling import TFAlbertActEncoder  # noqa: E402
 
-# Three capacity phases, not the default seven: what is checked here is the distribution (the replicas' step equals
-# one device's, fit takes the fast loop), for which the phases are the same code; the default schedule's tracing
-# made this job the longest test of the suite (283 s of a 2-core CPU). tests/test_tf_fast_train.py checks every
-# phase of the default schedule against the dense loop, and the README's recipe (test_readme_multi_worker_recipe...)
-# trains with it under MultiWorkerMirroredStrategy.
-TFAlbertActEncoder.TRAIN_CAPACITIES = ((1, 1), (1, 2), (1, 8))
-from act import AlbertActConfig  # noqa: E402
+# The short schedule of capacity phases (cases.SHORT_TRAINING_SCHEDULE), not the default seven: what is checked here
+# is the distribution (the replicas' step equals one device's, fit takes the fast loop), for which the phases are
+# the same code; the default schedule's tracing made this job the longest test of the suite (283 s of a 2-core CPU).
+# The README's recipe (test_readme_multi_worker_recipe_runs_on_two_local_workers) trains with the default schedule
+# under MultiWorkerMirroredStrategy.
+TFAlbertActEncoder.TRAIN_CAPACITIES = cases.SHORT_TRAINING_SCHEDULE
 
 HEADS = os.environ.get("ACT_TEST_HEADS", "TFAlbertActForPreTraining,TFAlbertActForMaskedLM,"
                        "TFAlbertActForSequenceClassification,TFAlbertActForTokenClassification,"
@@ -160,7 +160,7 @@ for name in HEADS:
             results[f"{name}/predicted/{key}"] = predicted[key]
             results[f"{name}/called/{key}"] = called[key].numpy()
 results["replicas"] = np.array(strategy.num_replicas_in_sync)
-if MODE == "mirrored":  # in the same process: one TensorFlow start for both tests of MirroredStrategy
+if MODE == "mirrored":  # in the same process: one TensorFlow start for the step and the `fit` checks
     results.update({f"fit/{key}": value for key, value in fit_several_epochs().items()})
 temporary = OUT + ".partial.npz"
 np.savez(temporary, **results)
